@@ -1,0 +1,109 @@
+"""The one error type users see: problems with a dotted path, a YAML line and a fix.
+
+Every user-facing failure (recipe, command line, data file, run folder) is a
+``RecipeError`` holding one or more ``Problem``s. The CLI prints them all and
+exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad value.
+
+    Attributes:
+        path: dotted recipe path (``model.layers[3].filters``), or a file path.
+        message: what was received, what was expected, and the fix.
+        where: ``file:line`` of the value in the YAML, when known.
+    """
+
+    path: str
+    message: str
+    where: str | None = None
+
+    def __str__(self) -> str:
+        loc = f" ({self.where})" if self.where else ""
+        head = f"{self.path}{loc}: " if self.path else (f"{self.where}: " if self.where else "")
+        return f"{head}{self.message}"
+
+
+class RecipeError(Exception):
+    """Bad input: one or more problems, each with its path.
+
+    Example:
+        >>> raise RecipeError.one("train.epochs", "Received: epochs=-1. Expected a positive integer.")
+    """
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def one(cls, path: str, message: str, where: str | None = None) -> "RecipeError":
+        return cls([Problem(path, message, where)])
+
+
+@dataclass
+class Problems:
+    """Collects problems so that all of them are reported at once."""
+
+    items: list[Problem] = field(default_factory=list)
+    lines: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(Problem(path, message, where_of(self.lines, path)))
+
+    def extend(self, error: RecipeError) -> None:
+        for p in error.problems:
+            self.items.append(p if p.where else Problem(p.path, p.message, where_of(self.lines, p.path)))
+
+    def has_under(self, prefix: str) -> bool:
+        return any(p.path == prefix or p.path.startswith(prefix + ".") or p.path.startswith(prefix + "[")
+                   for p in self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise RecipeError(sorted(self.items, key=_line_order))
+
+
+def _line_order(p: Problem) -> tuple:
+    # Problems print in file order; those without a line (e.g. from --set) come last.
+    if p.where and ":" in p.where and p.where.rsplit(":", 1)[1].isdigit():
+        file, line = p.where.rsplit(":", 1)
+        return (0, file, int(line), p.path)
+    return (1, "", 0, p.path)
+
+
+def where_of(lines: dict[str, str], path: str) -> str | None:
+    """The ``file:line`` of ``path``, or of its nearest parent that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            break
+        path = path[:cut]
+    return lines.get(path)
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'X'?`` for the closest choice, or an empty string."""
+    choices = [c for c in choices if isinstance(c, str)]
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        close = [lowered[c] for c in close]
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def join_path(base: str, key: str | int) -> str:
+    """``join_path('model.layers', 3) == 'model.layers[3]'``."""
+    if isinstance(key, int):
+        return f"{base}[{key}]"
+    return f"{base}.{key}" if base else str(key)
