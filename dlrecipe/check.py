@@ -1,0 +1,178 @@
+"""Checks that need Keras, and build of everything a run trains with.
+
+``keras_problems`` looks at a recipe even when its structure has errors, so
+``validate`` lists every problem of a file in one run. ``build_all``
+constructs the model, optimizer, loss, metrics and callbacks of a valid
+recipe, collecting every error before raising them together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from . import resolve, schedules
+from .errors import Problem, RecipeError
+from .model import build_model, check_output, expand_layers
+from .schema import Recipe
+
+DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error"}
+DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mean_absolute_error"]}
+
+
+def _collect(problems: list[Problem], fn, *args) -> Any:
+    try:
+        return fn(*args)
+    except RecipeError as e:
+        problems.extend(e.problems)
+        return None
+
+
+def _blocked(path: str, structural: list[Problem]) -> bool:
+    """True when a structural problem sits at or under/over ``path`` (already reported)."""
+    for p in structural:
+        if p.path == path or p.path.startswith(path + ".") or p.path.startswith(path + "[") \
+                or path.startswith(p.path + ".") or path.startswith(p.path + "["):
+            return True
+    return False
+
+
+def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Problem]:
+    """Unknown Keras names and bad arguments in a (possibly structurally broken) recipe."""
+    problems: list[Problem] = []
+    model = fixed.get("model") if isinstance(fixed.get("model"), dict) else {}
+    train = fixed.get("train") if isinstance(fixed.get("train"), dict) else {}
+    data = fixed.get("data") if isinstance(fixed.get("data"), dict) else {}
+    defaults = {}
+    if isinstance(model.get("defaults"), dict) and not _blocked("model.defaults", structural):
+        defaults = _collect(problems, resolve.resolve_defaults, model["defaults"]) or {}
+    layers = model.get("layers")
+    if isinstance(layers, list) and not _blocked("model.layers", structural):
+        items = _collect(problems, expand_layers, layers, "model.layers") or []
+        seen = set()
+        for path, spec in items:
+            clean = path.split(" (copy")[0]
+            if clean in seen:
+                continue
+            seen.add(clean)
+            _collect(problems, resolve.build_layer, spec, clean, defaults)
+    for i, spec in enumerate(data.get("augment") or []):
+        if isinstance(spec, dict) and not _blocked(f"data.augment[{i}]", structural):
+            _collect(problems, resolve.build_layer, spec, f"data.augment[{i}]", {})
+    if "loss" in train and train["loss"] is not None and not _blocked("train.loss", structural):
+        _collect(problems, resolve.loss, train["loss"])
+    for i, m in enumerate(train.get("metrics") or [] if isinstance(train.get("metrics"), list) else []):
+        if not _blocked(f"train.metrics[{i}]", structural):
+            _collect(problems, resolve.metric, m, f"train.metrics[{i}]")
+    if not _blocked("train.optimizer", structural) and not _blocked("train.learning_rate", structural):
+        lr = _learning_rate(train.get("learning_rate"), problems, steps_per_epoch=1, epochs=1)
+        _collect(problems, resolve.optimizer, train.get("optimizer", "adam"), lr)
+    for i, cb in enumerate(train.get("callbacks") or [] if isinstance(train.get("callbacks"), list) else []):
+        if isinstance(cb, dict) and not _blocked(f"train.callbacks[{i}]", structural):
+            _collect(problems, resolve.callback, cb, f"train.callbacks[{i}]")
+    return problems
+
+
+def _learning_rate(value: Any, problems: list[Problem], steps_per_epoch: int, epochs: int) -> Any:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(exclude_none=True)
+    if isinstance(value, dict) and "schedule" in value:
+        return _collect(problems, schedules.build, value, steps_per_epoch, epochs)
+    if isinstance(value, dict):
+        return _collect(problems, resolve.keras_schedule, value)
+    return None
+
+
+@dataclass
+class Built:
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    loss: Any
+    metrics: list[Any]
+    callbacks: list[keras.callbacks.Callback]
+
+
+def finalize(recipe: Recipe, task: str) -> Recipe:
+    """The recipe with the task's default loss and metrics written in (nothing hidden)."""
+    train = recipe.train
+    update = {}
+    if train.loss is None:
+        update["loss"] = DEFAULT_LOSS.get(task, "mean_squared_error")
+    if train.metrics is None:
+        update["metrics"] = DEFAULT_METRICS.get(task, [])
+    if not update:
+        return recipe
+    return recipe.model_copy(update={"train": train.model_copy(update=update)})
+
+
+def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any], *, task: str,
+              n_classes: int | None, steps_per_epoch: int) -> Built:
+    """Every Keras object of a valid recipe; all problems raised together."""
+    problems: list[Problem] = []
+    problems.extend(feature_problems(recipe))
+    recipe = finalize(recipe, task)
+    train = recipe.train
+    model = _collect(problems, build_model, recipe, input_shape, stats)
+    if model is not None:
+        last = f"model.layers[{len(recipe.model.layers) - 1}]"
+        _collect(problems, check_output, model, n_classes, task, last)
+    lr = _learning_rate(train.learning_rate, problems, steps_per_epoch, train.epochs)
+    optimizer = _collect(problems, resolve.optimizer, train.optimizer, lr)
+    loss = _collect(problems, resolve.loss, train.loss)
+    metrics = [_collect(problems, resolve.metric, m, f"train.metrics[{i}]") for i, m in enumerate(train.metrics)]
+    callbacks = [_collect(problems, resolve.callback, cb, f"train.callbacks[{i}]") for i, cb in enumerate(train.callbacks)]
+    if problems:
+        raise RecipeError(list({(p.path, p.message): p for p in problems}.values()))
+    return Built(model, optimizer, loss, metrics, callbacks)
+
+
+PLANNED = "is planned but not in this version of dlrecipe"
+
+
+def feature_problems(recipe: Recipe) -> list[Problem]:
+    """Options the format names that this version refuses, and combinations that cannot work."""
+    out: list[Problem] = []
+    d, t, r, x = recipe.data, recipe.train, recipe.runtime, recipe.export
+
+    def add(path: str, message: str) -> None:
+        out.append(Problem(path, message))
+
+    if d.normalize == "zca":
+        add("data.normalize", f"Received: normalize='zca'. ZCA whitening {PLANNED}; use standardize or per_channel.")
+    if d.pca is not None:
+        add("data.pca", f"PCA {PLANNED}; remove data.pca.")
+    for i, spec in enumerate(d.augment):
+        kind = spec.get("type", "")
+        if isinstance(kind, str) and kind[:1].islower():
+            add(f"data.augment[{i}].type", f"Received: type='{kind}'. dlrecipe's own augmentations (random_erasing, "
+                f"mixup, ...) are {PLANNED.split(' but')[0]}; use a Keras augmentation layer (RandomFlip, "
+                "RandomTranslation, RandomRotation, RandomZoom, RandomContrast, ...).")
+    if t.ensemble != 1:
+        add("train.ensemble", f"Received: ensemble={t.ensemble}. Ensembles {PLANNED}; remove it or set 1.")
+    if t.cross_validation not in (0, 1):
+        add("train.cross_validation", f"Received: cross_validation={t.cross_validation}. Cross-validation {PLANNED}; "
+            "remove it or set 0.")
+    has_schedule = isinstance(t.learning_rate, dict) or hasattr(t.learning_rate, "schedule")
+    for i, cb in enumerate(t.callbacks):
+        if cb.get("type") == "ReduceLROnPlateau" and has_schedule:
+            add(f"train.callbacks[{i}]", "ReduceLROnPlateau and a learning-rate schedule would both own the learning "
+                "rate. Keep one: a number in train.learning_rate with ReduceLROnPlateau, or the schedule alone.")
+    if "onnx" in x.formats:
+        add("export.formats", "Received: 'onnx'. ONNX export needs tf2onnx, which dlrecipe does not install; use "
+            "saved_model, keras or tflite.")
+    backend = keras.backend.backend()
+    if r.strategy == "multi_worker":
+        add("runtime.strategy", "Received: strategy='multi_worker'. Keras 3's fit does not run under "
+            "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585). For several processes use "
+            "strategy: data_parallel with KERAS_BACKEND=jax.")
+    if r.strategy == "data_parallel" and backend != "jax":
+        add("runtime.strategy", f"Received: strategy='data_parallel' on the {backend} backend. It is Keras's "
+            "distribution API for JAX: run with KERAS_BACKEND=jax, or use mirrored on TensorFlow.")
+    if r.strategy in ("one_device", "mirrored", "tpu") and backend != "tensorflow":
+        add("runtime.strategy", f"Received: strategy='{r.strategy}', a tf.distribute strategy, on the {backend} "
+            "backend. Use auto or data_parallel there, or run with KERAS_BACKEND=tensorflow.")
+    return out

@@ -1,0 +1,155 @@
+"""Build the Keras model of a recipe: raw inputs in, the recipe's layers, one output.
+
+The model starts with the recipe's augmentation layers (active in training
+only) and the fitted preprocessing, so evaluation and export apply exactly the
+transform that training saw. ``inputs:`` turns the layer list into a graph; the
+name ``inputs`` refers to the preprocessed input.
+
+Example:
+    >>> model = build_model(recipe, input_shape=(28, 28, 1), stats={"kind": "rescale"})
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import keras
+
+from . import preprocess, resolve
+from .errors import Problem, RecipeError, join_path
+from .schema import Recipe
+
+INPUT_NAME = "inputs"
+
+
+def expand_layers(layers: list[dict[str, Any]], path: str) -> list[tuple[str, dict[str, Any]]]:
+    """Flatten ``repeat`` into ``(path, spec)`` pairs; copies get their names suffixed ``_2``, ``_3``..."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, spec in enumerate(layers):
+        here = join_path(path, i)
+        if spec.get("type") != "repeat":
+            out.append((here, spec))
+            continue
+        extra = set(spec) - {"type", "times", "layers", "first", "name"}
+        if extra:
+            key = sorted(extra)[0]
+            raise RecipeError.one(join_path(here, key), f"Unknown argument '{key}' for repeat. repeat takes: times, "
+                                  "layers, first (arguments that override the first copy).")
+        times, first = spec.get("times", 1), spec.get("first") or {}
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise RecipeError.one(join_path(here, "times"), f"Received: times={times!r}. Expected a positive integer.")
+        if not isinstance(first, dict):
+            raise RecipeError.one(join_path(here, "first"), f"Received: first={first!r}. Expected a mapping of "
+                                  "arguments for the first copy, e.g. {strides: 2}.")
+        inner = expand_layers(spec["layers"], join_path(here, "layers"))
+        names = {s["name"] for _, s in inner if isinstance(s.get("name"), str)}
+        for copy_i in range(times):
+            for j, (sub_path, sub) in enumerate(inner):
+                sub = copy.deepcopy(sub)
+                if copy_i == 0 and j == 0:
+                    sub.update(first)
+                if copy_i > 0:
+                    sub = _rename(sub, names, f"_{copy_i + 1}")
+                out.append((sub_path if times == 1 else f"{sub_path} (copy {copy_i + 1} of {times})", sub))
+    return out
+
+
+def _rename(spec: dict[str, Any], names: set[str], suffix: str) -> dict[str, Any]:
+    if isinstance(spec.get("name"), str):
+        spec["name"] += suffix
+    if isinstance(spec.get("inputs"), list):
+        spec["inputs"] = [n + suffix if n in names else n for n in spec["inputs"]]
+    return spec
+
+
+def _clean_path(path: str) -> str:
+    return path.split(" (copy")[0]
+
+
+def augmentation_layers(augment: list[dict[str, Any]]) -> list[keras.layers.Layer]:
+    """Keras augmentation layers by name; they act on training batches only."""
+    return [resolve.build_layer(spec, f"data.augment[{i}]", {}) for i, spec in enumerate(augment)]
+
+
+def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any],
+                problems: list[Problem] | None = None) -> keras.Model:
+    """The functional model of ``recipe``: raw float32 inputs of ``input_shape`` in, last layer out.
+
+    Raises:
+        RecipeError: every bad layer at once, each with its path; then the first shape error.
+    """
+    shape = tuple(recipe.model.input_shape or input_shape)
+    inputs = keras.Input(shape=shape, name="raw_inputs", dtype="float32")
+    x = inputs
+    for layer in augmentation_layers(recipe.data.augment):
+        x = layer(x)
+    for layer in preprocess.keras_layers(stats):
+        x = layer(x)
+    defaults = resolve.resolve_defaults(recipe.model.defaults)
+    built = _construct_all(expand_layers(recipe.model.layers, "model.layers"), defaults)
+    outputs: dict[str, Any] = {INPUT_NAME: x}
+    for path, spec, layer in built:
+        sources = spec.get("inputs")
+        try:
+            if sources is None:
+                arg = x
+            else:
+                arg = _sources(sources, outputs, path)
+            x = layer(arg)
+        except RecipeError:
+            raise
+        except Exception as e:
+            got = getattr(arg, "shape", None) if not isinstance(arg, list) else [a.shape for a in arg]
+            raise RecipeError.one(_clean_path(path), f"{spec['type']} cannot take its input of shape {got}: "
+                                  f"{resolve.keras_reason(e)}") from e
+        outputs[layer.name] = x
+    return keras.Model(inputs, x, name=recipe.name.replace(".", "_"))
+
+
+def _construct_all(items: list[tuple[str, dict[str, Any]]], defaults: dict[str, Any]) -> list[tuple]:
+    """Construct every layer, collecting all errors before raising them together."""
+    built, problems = [], []
+    for path, spec in items:
+        try:
+            built.append((path, spec, resolve.build_layer(spec, _clean_path(path), defaults)))
+        except RecipeError as e:
+            problems.extend(e.problems)
+    if problems:
+        unique = list({(p.path, p.message): p for p in problems}.values())  # repeat copies repeat errors
+        raise RecipeError(unique)
+    return built
+
+
+def _sources(names: Any, outputs: dict[str, Any], path: str) -> Any:
+    where = join_path(_clean_path(path), "inputs")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise RecipeError.one(where, f"Received: inputs={names!r}. Expected a list of layer names, e.g. [conv1, up1].")
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        from .errors import suggest
+        raise RecipeError.one(where, f"No earlier layer is named '{missing[0]}'.{suggest(missing[0], outputs)} "
+                              f"Known so far: {', '.join(outputs)} (a layer can only take earlier layers).")
+    tensors = [outputs[n] for n in names]
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def check_output(model: keras.Model, n_classes: int | None, task: str, path: str) -> None:
+    """The last layer must produce one value per class (classification) or one per target."""
+    width = model.output.shape[-1]
+    if task == "classification" and n_classes and width != n_classes and not (n_classes == 2 and width == 1):
+        raise RecipeError.one(path, f"The model ends with {width} output(s) per example, but the data has {n_classes} "
+                              f"classes. Set the last layer to {n_classes} units (e.g. {{type: Dense, units: "
+                              f"{n_classes}, activation: softmax}}).")
+
+
+def count_params(model: keras.Model) -> tuple[int, int]:
+    trainable = sum(int(w.numpy().size) if hasattr(w, "numpy") else int(_size(w.shape)) for w in model.trainable_weights)
+    return trainable, model.count_params() - trainable
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
