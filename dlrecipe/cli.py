@@ -1,0 +1,225 @@
+"""The ``dlrecipe`` command. Each command parses, calls one function, maps errors.
+
+TensorFlow and Keras are imported inside the commands that need them, so
+``dlrecipe --help`` and the structural part of ``validate`` stay instant.
+Bad input prints every problem with its path and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from .errors import Problem, Problems, RecipeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="One YAML recipe in: a trained, tuned, evaluated and exported Keras model out.")
+
+SETS = typer.Option([], "--set", help="Override a recipe value: --set train.epochs=5 --set model.layers[0].filters=64.",
+                    metavar="PATH=VALUE")
+OUT = typer.Option(Path("runs"), "--out", help="Folder that holds the run folders.")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def report(problems: list[Problem], lines: dict[str, str] | None = None) -> None:
+    """Print problems, each on its own line(s), with the YAML line when known."""
+    found = Problems(lines=lines or {})
+    found.extend(RecipeError(problems))
+    for p in found.items:
+        _err(f"error: {p}")
+
+
+def _quiet_backend() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ info and CUDA-probe noise
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and its backend) with the C++ start-up chatter of TensorFlow hidden.
+
+    TensorFlow's absl logging prints 'All log messages before absl::InitializeLog()...' and CUDA probes
+    straight to file descriptor 2 during import, whatever TF_CPP_MIN_LOG_LEVEL says. A Python error
+    during the import is still raised, after stderr is restored.
+    """
+    if "keras" in sys.modules or os.environ.get("DLRECIPE_VERBOSE_IMPORT"):
+        import keras  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import keras  # noqa: F401
+                if keras.backend.backend() == "tensorflow":
+                    import tensorflow as tf
+                    tf.config.list_physical_devices()  # the CUDA probe logs here, once
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Map RecipeError to exit code 2 and a stopped training to its code, without a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _quiet_backend()
+        try:
+            return fn(*args, **kwargs)
+        except RecipeError as e:
+            report(e.problems)
+            _err(f"{len(e.problems)} problem(s); nothing was written.")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _err("Interrupted.")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _console():
+    from rich.console import Console
+    return Console()
+
+
+@app.command()
+@handles_errors
+def validate(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS) -> None:
+    """Check every key, name and argument of RECIPE and build its model, without loading data or training.
+
+    Structural errors print at once (before TensorFlow is imported), then the errors that need Keras.
+    """
+    from .recipe import inspect_recipe
+    found = inspect_recipe(recipe, sets)
+    if found.problems:
+        report(found.problems, found.lines)
+    if found.fixed is None:
+        _err(f"{len(found.problems)} problem(s).")
+        raise typer.Exit(2)
+    import_keras_quietly()
+    from .check import keras_problems
+    problems = keras_problems(found.fixed, found.problems)
+    report(problems, found.lines)
+    total = len(found.problems) + len(problems)
+    if total or found.loaded is None:
+        _err(f"{total} problem(s).")
+        raise typer.Exit(2)
+    from .validate import build_for_validation
+    import keras
+    keras.backend.clear_session()  # the checks above built layers: restart Keras's name counters
+    try:
+        model, info, warnings = build_for_validation(found.loaded)
+    except RecipeError as e:
+        report(e.problems, found.lines)
+        _err(f"{len(e.problems)} problem(s).")
+        raise typer.Exit(2) from None
+    for w in warnings:
+        _err(f"warning: {w}")
+    model.summary(print_fn=lambda line, **_: typer.echo(line))
+    typer.echo(f"{recipe}: valid. Input {tuple(info.input_shape)} {info.input_dtype}, task {info.task}"
+               + (f", {info.n_classes} classes" if info.n_classes else "") + ".")
+
+
+@app.command()
+@handles_errors
+def show(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS) -> None:
+    """Print the resolved RECIPE: extends merged, overrides applied, defaults filled in, search spaces at their defaults."""
+    from .recipe import dump_recipe, load_recipe
+    loaded = load_recipe(recipe, sets)
+    typer.echo(dump_recipe(loaded.resolved()), nl=False)
+    if loaded.spaces:
+        typer.echo(f"# {len(loaded.spaces)} search space(s): {', '.join(loaded.spaces)}")
+
+
+@app.command()
+@handles_errors
+def train(recipe: Optional[Path] = typer.Argument(None, help="The recipe YAML file (omit with --resume)."),
+          sets: list[str] = SETS, out: Path = OUT,
+          resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder after its last "
+                                                "finished epoch."),
+          evaluate_after: bool = typer.Option(False, "--evaluate", help="Evaluate on the test split when done.")) -> None:
+    """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run with --resume RUN)."""
+    from .recipe import load_recipe
+    if (recipe is None) == (resume is None):
+        raise RecipeError.one("RECIPE", "Give a recipe to train, or --resume RUN to continue a run (not both).")
+    loaded = load_recipe(recipe, sets) if resume is None else _train_module().load_for_resume(resume, sets)
+    trainmod = _train_module()
+    try:
+        result = trainmod.train(loaded, out, sys.argv, resume=resume)
+    except trainmod.TrainingStopped as e:
+        _err(str(e))
+        raise typer.Exit(e.exit_code) from None
+    last = result.history[-1] if result.history else {}
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k not in ("epoch", "learning_rate"))
+    typer.echo(f"Trained {loaded.recipe.name}: {shown}")
+    typer.echo(f"Run folder: {result.run_dir}")
+    if evaluate_after:
+        _evaluate(result.run_dir)
+
+
+def _train_module():
+    import_keras_quietly()
+    from . import train as trainmod
+    return trainmod
+
+
+@app.command()
+@handles_errors
+def evaluate(run: Path = typer.Argument(..., help="A run folder, or runs/<name> for its newest run.")) -> None:
+    """Evaluate RUN on its test split: loss, every metric, per-class report, confusion matrix, plots."""
+    _evaluate(run)
+
+
+def _evaluate(run: Path) -> None:
+    import_keras_quietly()
+    from .workflow import evaluate_run
+    from .evaluate import print_summary
+    run_dir, metrics, written = evaluate_run(run)
+    print_summary(metrics, _console())
+    typer.echo(f"Wrote {', '.join(str(p.relative_to(run_dir)) for p in written)} in {run_dir}")
+    if "accuracy" in metrics:
+        typer.echo(f"Test accuracy: {metrics['accuracy']:.4f}")
+
+
+@app.command()
+@handles_errors
+def export(run: Path = typer.Argument(..., help="A run folder, or runs/<name> for its newest run."),
+           formats: list[str] = typer.Option([], "--format", help="saved_model, keras or tflite; default: the "
+                                             "recipe's export.formats.")) -> None:
+    """Export RUN for serving (SavedModel by default), reload it and check it against the trained model."""
+    import_keras_quietly()
+    from .workflow import export_run
+    run_dir, paths, diffs = export_run(run, formats)
+    for fmt, path in paths.items():
+        typer.echo(f"{fmt}: {path} (verified, max abs difference {diffs.get(fmt, 0.0):.2e})")
+
+
+@app.command()
+@handles_errors
+def tune(recipe: Path = typer.Argument(..., help="The recipe YAML file with search spaces."),
+         sets: list[str] = SETS, out: Path = OUT,
+         max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Override tune.max_trials."),
+         overwrite: bool = typer.Option(False, "--overwrite", help="Start the search afresh.")) -> None:
+    """Search RECIPE's search spaces with KerasTuner in <out>/<name>/tune/; writes trials.csv and best.yaml.
+
+    Running the same command again resumes the search; finished trials are not run again.
+    """
+    from .recipe import load_recipe
+    loaded = load_recipe(recipe, sets)
+    import_keras_quietly()
+    from .tune import tune as run_tune
+    result = run_tune(loaded, out, max_trials=max_trials, overwrite=overwrite, console=_console())
+    typer.echo(f"Best recipe: {result.best_path}  (train it with: dlrecipe train {result.best_path})")
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,116 @@
+"""Seeds, precision and the distribution strategy of ``runtime:``.
+
+``auto`` uses every visible GPU: MirroredStrategy for several, the default
+one-device strategy otherwise (on the JAX backend, Keras's DataParallel over
+several devices). Other backends than TensorFlow get no tf.distribute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from .errors import RecipeError
+from .schema import RuntimeConfig
+
+
+@dataclass
+class Runtime:
+    scope: Any  # a context manager for building and compiling
+    replicas: int
+    description: str
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Python, NumPy and backend seeds; deterministic ops on request."""
+    keras.utils.set_random_seed(seed)
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+
+
+def set_precision(policy: str | bool) -> None:
+    keras.mixed_precision.set_dtype_policy(policy if policy else "float32")
+
+
+def make_runtime(cfg: RuntimeConfig) -> Runtime:
+    """The strategy scope for ``cfg.strategy`` on the current backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tf_runtime(cfg.strategy)
+    if backend == "jax":
+        import jax
+        devices = jax.devices()
+        if cfg.strategy == "data_parallel" or (cfg.strategy == "auto" and len(devices) > 1):
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s)")
+        return Runtime(contextlib.nullcontext(), 1, f"one JAX device ({devices[0].platform})")
+    return Runtime(contextlib.nullcontext(), 1, f"one device ({backend} backend)")
+
+
+def _tf_runtime(strategy: str) -> Runtime:
+    import tensorflow as tf
+    gpus = tf.config.list_logical_devices("GPU")
+    if strategy == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            raise RecipeError.one("runtime.strategy", f"strategy: tpu, but no TPU was found ({e}). Use auto on this "
+                                  "machine.") from None
+        s = tf.distribute.TPUStrategy(resolver)
+        return Runtime(s.scope(), s.num_replicas_in_sync, f"TPUStrategy, {s.num_replicas_in_sync} cores")
+    if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
+        s = tf.distribute.MirroredStrategy()
+        return Runtime(s.scope(), s.num_replicas_in_sync, f"MirroredStrategy over {s.num_replicas_in_sync} device(s)")
+    if strategy == "one_device":
+        device = "/gpu:0" if gpus else "/cpu:0"
+        s = tf.distribute.OneDeviceStrategy(device)
+        return Runtime(s.scope(), 1, f"OneDeviceStrategy on {device}")
+    where = "GPU:0" if gpus else "CPU"
+    return Runtime(contextlib.nullcontext(), 1, f"default strategy, one device ({where})")
+
+
+def environment(seed: int, runtime: Runtime, cfg: RuntimeConfig, argv: list[str]) -> dict[str, Any]:
+    """What a run needs to be understood and reproduced: versions, devices, settings."""
+    import numpy as np
+    import dlrecipe
+    versions = {"python": sys.version.split()[0], "dlrecipe": dlrecipe.__version__, "keras": keras.__version__,
+                "numpy": np.__version__}
+    for name in ("tensorflow", "keras_tuner", "jax"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            versions[name] = getattr(mod, "__version__", "?")
+    return {
+        "versions": versions,
+        "backend": keras.backend.backend(),
+        "devices": _devices(),
+        "strategy": runtime.description,
+        "replicas": runtime.replicas,
+        "mixed_precision": cfg.mixed_precision,
+        "dtype_policy": keras.mixed_precision.dtype_policy().name,
+        "jit_compile": cfg.jit_compile,
+        "deterministic": cfg.deterministic,
+        "seed": seed,
+        "command": argv,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _devices() -> list[str]:
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return [d.name for d in tf.config.list_logical_devices()]
+    if backend == "jax":
+        import jax
+        return [str(d) for d in jax.devices()]
+    return []

@@ -1,0 +1,32 @@
+"""Build everything a recipe would train with, without loading its data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import data as datamod
+from . import preprocess
+from .check import build_all
+from .errors import RecipeError
+from .recipe import LoadedRecipe
+
+
+def build_for_validation(loaded: LoadedRecipe):
+    """The model of ``loaded`` with placeholder statistics, the data's facts, and warnings.
+
+    Reads only file headers of the data, so it is as fast on a large data set as on a small one.
+    """
+    recipe = loaded.recipe
+    info = datamod.peek(recipe.data)
+    shape = tuple(recipe.model.input_shape or info.input_shape)
+    if recipe.model.input_shape and tuple(recipe.model.input_shape) != tuple(info.input_shape):
+        raise RecipeError.one("model.input_shape", f"Received: input_shape={list(recipe.model.input_shape)}, but the "
+                              f"data's examples have shape {list(info.input_shape)}. Remove input_shape (it is "
+                              "inferred) or fix it.")
+    # Placeholder statistics of the right shape: the model's structure does not depend on their values.
+    stats = preprocess.fit(recipe.data.normalize, np.zeros((2, *shape), dtype=info.input_dtype))
+    steps = max(1, math.ceil(1000 / recipe.train.batch_size))
+    built = build_all(recipe, shape, stats, task=info.task, n_classes=info.n_classes, steps_per_epoch=steps)
+    return built.model, info, []

@@ -1,0 +1,60 @@
+"""Glue between a run folder and the evaluate / export modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import data as datamod
+from . import runs
+from .errors import RecipeError
+from .recipe import load_recipe
+
+
+def _open_run(run: Path):
+    run_dir = runs.find_run(run)
+    loaded = load_recipe(run_dir / runs.RECIPE)
+    meta = runs.read_json(run_dir / runs.PREPROCESSING)
+    model = runs.load_model(run_dir / runs.MODEL)
+    return run_dir, loaded.recipe, meta, model
+
+
+def _test_split(recipe, run_dir: Path):
+    from .runtime import seed_everything
+    seed_everything(recipe.seed, False)
+    ds = datamod.load(recipe.data, recipe.seed)
+    if ds.x_test is None:
+        raise RecipeError.one("data.test_split", f"The run {run_dir} has no test split: its data source has none and "
+                              "the recipe sets neither data.test_split nor data.test_path. Add one and train again.")
+    return ds
+
+
+def evaluate_run(run: Path):
+    """Evaluate a run on its test split; writes metrics.json and plots. Returns (run_dir, metrics, paths)."""
+    from .evaluate import evaluate, write_report
+    run_dir, recipe, meta, model = _open_run(run)
+    ds = _test_split(recipe, run_dir)
+    metrics = evaluate(model, ds.x_test, ds.y_test, task=meta["task"], class_names=meta.get("class_names"),
+                       batch_size=recipe.train.batch_size)
+    written = write_report(run_dir, metrics)
+    return run_dir, metrics, written
+
+
+def export_run(run: Path, formats: list[str]):
+    """Export a run in ``formats`` (default: the recipe's), verified against the trained model."""
+    from .export import export
+    run_dir, recipe, meta, model = _open_run(run)
+    allowed = ("saved_model", "keras", "tflite", "onnx")
+    for f in formats:
+        if f not in allowed:
+            from .errors import suggest
+            raise RecipeError.one("--format", f"Received: {f!r}. Expected one of {', '.join(allowed)}.{suggest(f, allowed)}")
+    ds = _test_split(recipe, run_dir)
+    class_names = recipe.export.class_names or meta.get("class_names")
+    if recipe.export.class_names and meta.get("class_names") and len(recipe.export.class_names) != len(meta["class_names"]):
+        raise RecipeError.one("export.class_names", f"Received {len(recipe.export.class_names)} names, but the model "
+                              f"has {len(meta['class_names'])} classes.")
+    result = export(run_dir, model, formats=list(formats or recipe.export.formats),
+                    include_preprocessing=recipe.export.include_preprocessing, class_names=class_names,
+                    input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"], x_check=ds.x_test[:256])
+    diffs = runs.read_json(run_dir / runs.EXPORT / "verification.json") if (run_dir / runs.EXPORT / "verification.json").is_file() else {}
+    return run_dir, result, diffs
