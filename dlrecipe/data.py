@@ -369,9 +369,14 @@ def _encode_strings(classes: list[str], y: np.ndarray, name: str, origin: str, w
 
 
 def fashion_mnist_dirs(cfg: DataConfig) -> list[Path]:
-    """The folders searched for the Fashion-MNIST files, in order."""
-    dirs = [Path(cfg.path)] if cfg.path else []
-    return dirs + [PROJECT_ROOT / "data" / "fashion-mnist", SYSTEM_FASHION_MNIST_DIR]
+    """The folders searched for the Fashion-MNIST files, in order.
+
+    An explicit ``data.path`` is the only folder searched: a typo there must be an error,
+    not a silent fall-back to another copy of the data.
+    """
+    if cfg.path:
+        return [Path(cfg.path)]
+    return [PROJECT_ROOT / "data" / "fashion-mnist", SYSTEM_FASHION_MNIST_DIR]
 
 
 def _fashion_files(folder: Path) -> dict[str, Path] | None:

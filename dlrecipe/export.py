@@ -376,6 +376,8 @@ def run_keras(path: Path, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
     """Reload the ``.keras`` file with safe mode on and predict ``x``."""
     import keras
 
+    from .runs import register_layers
+    register_layers()
     model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
     key = "probabilities" if task == "classification" else "predictions"
     return {key: _predict(model, x.astype(np.float32))}

@@ -80,15 +80,17 @@ def read_json(path: Path) -> Any:
         raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
 
 
+def register_layers() -> None:
+    """Register dlrecipe's serializable layers and schedules with Keras, so saved models load in safe mode."""
+    from . import blocks, preprocess, schedules  # noqa: F401  (blocks and schedules register on import)
+    preprocess.register_keras_objects()
+
+
 def load_model(path: Path):
     """Load a ``.keras`` model with safe mode on (no arbitrary code), dlrecipe's layers registered."""
     import keras
 
-    from . import preprocess  # noqa: F401  (registers dlrecipe's serializable layers)
-    try:
-        from . import blocks  # noqa: F401
-    except ImportError:
-        pass
+    register_layers()
     try:
         return keras.saving.load_model(str(path), safe_mode=True, compile=True)
     except FileNotFoundError:

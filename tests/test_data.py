@@ -135,14 +135,21 @@ def test_fashion_mnist_validation_split_is_stratified(tmp_path):
 def test_fashion_mnist_missing_names_every_folder_and_the_fix(tmp_path, no_system_fashion):
     empty = tmp_path / "empty"
     empty.mkdir()
+    # The project and system folders hold the data, but an explicit path is the only folder searched.
+    fake_fashion(tmp_path / "project" / "data" / "fashion-mnist", n_train=10, n_test=10)
     err = error_of(data.peek, make_cfg(source="fashion_mnist", path=empty))
     msg = str(err)
     assert err.problems[0].path == "data.path"
-    for folder in (empty, tmp_path / "project" / "data" / "fashion-mnist", tmp_path / "system"):
+    assert str(empty) in msg and str(tmp_path / "project") not in msg
+    assert "train-images-idx3-ubyte.gz" in msg
+
+
+def test_fashion_mnist_missing_everywhere_names_every_folder_and_the_fix(tmp_path, no_system_fashion):
+    err = error_of(data.load, make_cfg(source="fashion_mnist"), 0)
+    msg = str(err)
+    for folder in (tmp_path / "project" / "data" / "fashion-mnist", tmp_path / "system"):
         assert str(folder) in msg
     assert "sudo apt-get install dataset-fashion-mnist" in msg and "data.path" in msg
-    assert "train-images-idx3-ubyte.gz" in msg
-    error_of(data.load, make_cfg(source="fashion_mnist"), 0)
 
 
 def test_fashion_mnist_falls_back_to_the_project_folder(tmp_path, no_system_fashion):
@@ -655,3 +662,20 @@ def test_model_with_preprocessing_layers_saves_and_loads_safely(tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
     config = loaded.get_layer("preprocessing_gcn").get_config()
     assert config["epsilon"] == preprocess.GCN_EPSILON
+
+
+def test_gcn_model_loads_in_a_fresh_process_after_registration(tmp_path):
+    import keras
+
+    x = np.random.default_rng(4).random((4, 5, 5, 1)).astype(np.float32)
+    model = keras.Sequential([keras.Input((5, 5, 1)), *preprocess.keras_layers(preprocess.fit("gcn", x))])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    np.save(tmp_path / "want.npy", np.asarray(model(x)))
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np, keras; from dlrecipe import preprocess; "
+            "preprocess.register_keras_objects(); "
+            f"m = keras.saving.load_model({str(path)!r}, safe_mode=True); "
+            f"got = np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))); "
+            f"np.testing.assert_allclose(got, np.load({str(tmp_path / 'want.npy')!r}), atol=1e-6)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parent.parent)
