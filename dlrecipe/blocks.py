@@ -587,7 +587,8 @@ class Transition(Block):
 
     def build(self, input_shape):
         dims = self._spatial_dims(input_shape)
-        filters = max(1, math.floor(input_shape[-1] * self.compression))
+        # The tolerance keeps 100 * 0.29 (= 28.999999999999996 in floating point) at 29.
+        filters = max(1, math.floor(input_shape[-1] * self.compression + 1e-9))
         pool = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D)[dims - 1]
         self.chain = [self._bn("bn"), self._act("act"), self._conv(dims, "conv", filters, 1, use_bias=False),
                       pool(pool_size=2, strides=2, padding="valid", data_format="channels_last", **self._sub("pool"))]
@@ -635,7 +636,9 @@ class Maxout(Block):
 
 @keras.saving.register_keras_serializable(package="dlrecipe")
 class LRN(Block):
-    """Local response normalization across channels (``lrn``, AlexNet), as ``tf.nn.local_response_normalization``.
+    """Local response normalization across channels (``lrn``, AlexNet).
+
+    The formula of ``tf.nn.local_response_normalization``, written with ``keras.ops``:
 
     ``out[..., c] = x[..., c] / (bias + alpha * sum(x[..., c - r : c + r + 1] ** 2)) ** beta``
     with ``r = depth_radius``; the window is cut at the first and last channel, and
@@ -681,7 +684,7 @@ class Upsample(Block):
         nearest: repeat each value (``UpSampling1D/2D/3D``).
         bed_of_nails: each value at the top-left corner of a ``factor x factor`` block of zeros.
         subpixel: conv kxk (``kernel_size``, default 3) to ``filters * factor ** dims`` channels,
-            then depth-to-space (``tf.nn.depth_to_space``'s channel order), Shi et al. 2016.
+            then depth-to-space in ``tf.nn.depth_to_space``'s channel order (Shi et al. 2016).
         transpose: ``Conv1D/2D/3DTranspose(filters, kernel_size, strides=factor, padding="same")``,
             ``kernel_size`` defaulting to ``factor``.
     ``filters``, ``kernel_size``, ``activation`` and the weight arguments apply to subpixel and
@@ -740,7 +743,7 @@ class Upsample(Block):
         dims, f, c = len(x.shape) - 2, self.factor, self.filters
         shape = ops.shape(x)
         spatial = [shape[1 + i] for i in range(dims)]
-        # channel index = ((i1 * f + i2) * f + ...) * c + ch, as tf.nn.depth_to_space (2D)
+        # channel index = ((i1 * f + i2) * f + ...) * c + ch, as in tf.nn.depth_to_space (2D)
         x = ops.reshape(x, [-1] + spatial + [f] * dims + [c])
         perm = [0] + [a for i in range(dims) for a in (1 + i, 1 + dims + i)] + [1 + 2 * dims]
         x = ops.transpose(x, perm)
