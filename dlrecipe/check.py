@@ -47,7 +47,8 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
     data = fixed.get("data") if isinstance(fixed.get("data"), dict) else {}
     defaults = {}
     if isinstance(model.get("defaults"), dict) and not _blocked("model.defaults", structural):
-        defaults = _collect(problems, resolve.resolve_defaults, model["defaults"]) or {}
+        if _collect(problems, resolve.resolve_defaults, model["defaults"]) is not None:
+            defaults = model["defaults"]  # resolved again per layer (see resolve.build_layer)
     layers = model.get("layers")
     if isinstance(layers, list) and not _blocked("model.layers", structural):
         items = _collect(problems, expand_layers, layers, "model.layers") or []

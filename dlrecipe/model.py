@@ -86,8 +86,7 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
         x = layer(x)
     for layer in preprocess.keras_layers(stats):
         x = layer(x)
-    defaults = resolve.resolve_defaults(recipe.model.defaults)
-    built = _construct_all(expand_layers(recipe.model.layers, "model.layers"), defaults)
+    built = _construct_all(expand_layers(recipe.model.layers, "model.layers"), recipe.model.defaults)
     outputs: dict[str, Any] = {INPUT_NAME: x}
     for path, spec, layer in built:
         sources = spec.get("inputs")

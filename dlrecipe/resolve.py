@@ -195,10 +195,14 @@ def applicable_defaults(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
 def build_layer(spec: dict[str, Any], path: str, defaults: dict[str, Any]) -> keras.layers.Layer:
     """A Keras layer (or dlrecipe block) from ``{type: Name, **args}``.
 
-    ``defaults`` (already resolved) fill arguments the layer accepts and the spec leaves out.
+    ``defaults`` (``model.defaults`` as written in the recipe) fill arguments the layer accepts and
+    the spec leaves out. They are resolved again for every layer: a Keras initializer without a seed
+    draws its seed when it is created, so one shared instance would give same-shaped layers identical
+    starting weights.
     """
     kind, args = split_type(spec, path)
     args.pop("inputs", None)
+    defaults = resolve_defaults(defaults)
     from . import blocks
     if kind in blocks.BLOCKS:
         return blocks.build(kind, args, path, defaults)
