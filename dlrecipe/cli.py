@@ -7,6 +7,7 @@ Bad input prints every problem with its path and exits with code 2.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -86,6 +87,17 @@ def handles_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+@contextlib.contextmanager
+def recipe_lines(lines: dict[str, str]):
+    """Give problems raised inside (data, model, training) the YAML line of their recipe path."""
+    try:
+        yield
+    except RecipeError as e:
+        found = Problems(lines=lines)
+        found.extend(e)
+        raise RecipeError(found.items) from None
+
+
 def _console():
     from rich.console import Console
     return Console()
@@ -117,7 +129,8 @@ def validate(recipe: Path = typer.Argument(..., help="The recipe YAML file."), s
     import keras
     keras.backend.clear_session()  # the checks above built layers: restart Keras's name counters
     try:
-        model, info, warnings = build_for_validation(found.loaded)
+        with recipe_lines(found.lines):
+            model, info, warnings = build_for_validation(found.loaded)
     except RecipeError as e:
         report(e.problems, found.lines)
         _err(f"{len(e.problems)} problem(s).")
@@ -154,7 +167,8 @@ def train(recipe: Optional[Path] = typer.Argument(None, help="The recipe YAML fi
     loaded = load_recipe(recipe, sets) if resume is None else _train_module().load_for_resume(resume, sets)
     trainmod = _train_module()
     try:
-        result = trainmod.train(loaded, out, sys.argv, resume=resume)
+        with recipe_lines(loaded.lines):
+            result = trainmod.train(loaded, out, sys.argv, resume=resume)
     except trainmod.TrainingStopped as e:
         _err(str(e))
         raise typer.Exit(e.exit_code) from None
@@ -217,7 +231,8 @@ def tune(recipe: Path = typer.Argument(..., help="The recipe YAML file with sear
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
     from .tune import tune as run_tune
-    result = run_tune(loaded, out, max_trials=max_trials, overwrite=overwrite, console=_console())
+    with recipe_lines(loaded.lines):
+        result = run_tune(loaded, out, max_trials=max_trials, overwrite=overwrite, console=_console())
     typer.echo(f"Best recipe: {result.best_path}  (train it with: dlrecipe train {result.best_path})")
 
 

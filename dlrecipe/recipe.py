@@ -88,7 +88,8 @@ def inspect_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> I
         if not isinstance(raw, dict):
             raise RecipeError.one("", f"The recipe is {'empty' if raw is None else type(raw).__name__}; expected a "
                                   "mapping with the sections data, model, train (see recipes/quickstart.yaml).", str(path))
-        raw.setdefault("name", path.stem)
+        if "name" not in raw:
+            raw = {"name": path.stem, **raw}
         for item in overrides:
             _apply_set(raw, lines, item)
     except RecipeError as e:

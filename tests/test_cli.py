@@ -1,0 +1,441 @@
+"""End-to-end tests through the CLI: Typer's runner in-process, and real subprocesses where it matters."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, recipe_dict
+
+DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
+
+
+def run_dirs(out: Path) -> list[Path]:
+    return sorted(p.parent for p in out.glob("*/*/recipe.yaml")) if out.exists() else []
+
+
+def only_run(out: Path) -> Path:
+    found = run_dirs(out)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def history(run: Path) -> list[dict[str, float]]:
+    with open(run / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+# --- validate and show -------------------------------------------------------------------------------
+
+
+def test_validate_builds_the_model_and_prints_its_parameter_count(cli, write_recipe):
+    result = cli("validate", write_recipe())
+    assert result.exit_code == 0, result.stderr
+    # Conv2D 3x3, 1 -> 4 channels: 3*3*1*4 + 4 = 40; 8x8 -> 6x6x4 = 144 features; Dense 144 -> 3: 435.
+    assert "475" in result.stdout
+    assert "valid" in result.stdout and "(8, 8, 1) uint8" in result.stdout and "3 classes" in result.stdout
+
+
+def test_validate_lists_structural_and_keras_errors_in_one_run(cli, tiny_npz, tmp_path):
+    text = f"""\
+name: broken
+dataa: 1
+data: {{source: npz, path: {tiny_npz}}}
+model:
+  layers:
+    - {{type: Conv2D, filterz: 4, kernel_size: 3}}
+    - {{type: Dnse, units: 3}}
+train:
+  epochs: -1
+  optimizer: adamm
+"""
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    result = cli("validate", path)
+    assert result.exit_code == 2
+    err = result.stderr
+    assert "dataa (broken.yaml:2): Unknown key 'dataa'. Did you mean 'data'?" in err.replace(str(tmp_path) + "/", "")
+    assert "train.epochs" in err and "epochs=-1" in err
+    assert "model.layers[0].filterz" in err and "Did you mean 'filters'?" in err
+    assert "model.layers[1].type" in err and "Did you mean 'Dense'?" in err
+    assert "train.optimizer" in err and "Did you mean 'adam'?" in err
+    assert "5 problem(s)" in err
+    assert "Traceback" not in err
+
+
+def test_validate_reports_a_shape_error_at_the_layer_that_cannot_fit(cli, write_recipe):
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 20}, {"type": "Flatten"},
+              {"type": "Dense", "units": 3, "activation": "softmax"}]
+    result = cli("validate", write_recipe(model={"layers": layers}))
+    assert result.exit_code == 2
+    assert "model.layers[0]" in result.stderr and "(None, 8, 8, 1)" in result.stderr
+
+
+def test_validate_refuses_an_output_that_does_not_match_the_classes(cli, write_recipe):
+    layers = [{"type": "Flatten"}, {"type": "Dense", "units": 5, "activation": "softmax"}]
+    result = cli("validate", write_recipe(model={"layers": layers}))
+    assert result.exit_code == 2
+    assert "model.layers[1]" in result.stderr and "3 classes" in result.stderr and "units" in result.stderr
+
+
+def test_show_prints_the_resolved_recipe_with_overrides_and_space_defaults(cli, write_recipe):
+    path = write_recipe(model={"layers": [{"type": "Flatten"},
+                                          {"type": "Dense", "units": 3, "activation": {"choice": ["softmax", "sigmoid"]}}]})
+    result = cli("show", path, "--set", "train.epochs=7", "--set", "model.layers[1].units=3")
+    assert result.exit_code == 0, result.stderr
+    shown = yaml.safe_load(result.stdout)
+    assert shown["train"]["epochs"] == 7
+    assert shown["train"]["batch_size"] == 16 and shown["seed"] == 1
+    assert shown["model"]["layers"][1]["activation"] == "softmax"  # first choice is the default
+    assert shown["runtime"]["strategy"] == "auto"  # defaults filled in
+    assert "model.layers[1].activation" in result.stdout  # the space is named
+
+
+# --- bad input: exit 2, a precise message, no traceback, nothing written --------------------------------
+
+BAD_CASES = {
+    "misspelt section": ({"trian": {"epochs": 1}}, "trian", "Did you mean 'train'?"),
+    "misspelt key": ({"train": {"epochs": 1, "batch_sise": 4}}, "train.batch_sise", "Did you mean 'batch_size'?"),
+    "misspelt layer type": ({"model": {"layers": [{"type": "Flaten"}, {"type": "Dense", "units": 3}]}},
+                            "model.layers[0].type", "Did you mean 'Flatten'?"),
+    "misspelt layer argument": ({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "unit": 3}]}},
+                                "model.layers[1].unit", "Did you mean 'units'?"),
+    "wrong type": ({"train": {"batch_size": "sixteen"}}, "train.batch_size", "valid integer"),
+    "negative epochs": ({"train": {"epochs": -3}}, "train.epochs", "epochs=-3"),
+    "missing data file": ({"data": {"source": "npz", "path": "/nonexistent/x.npz"}}, "data.path", "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_recipe_values_fail_cleanly_before_anything_is_written(cli, tiny_npz, tmp_path, case):
+    sections, path, expected = BAD_CASES[case]
+    recipe = recipe_dict(tiny_npz)
+    for key, value in sections.items():
+        recipe[key] = {**recipe[key], **value} if key in ("train",) else value
+    file = tmp_path / "bad.yaml"
+    file.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "runs"
+    result = cli("train", file, "--out", out)
+    assert result.exit_code == 2, result.stdout
+    assert path in result.stderr and expected in result.stderr, result.stderr
+    assert "bad.yaml:" in result.stderr  # the YAML line
+    assert "Traceback" not in result.stderr and "nothing was written" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("", "The recipe is empty"),
+    ("data: [1, 2\n", "Broken YAML"),
+    ("data: !!python/object/apply:os.system ['echo pwned']\n", "safe loading only"),
+    ("a: 1\na: 2\n", "Duplicate key 'a'"),
+])
+def test_unreadable_recipes_fail_cleanly(cli, tmp_path, capfd, text, expected):
+    file = tmp_path / "bad.yaml"
+    file.write_text(text)
+    out = tmp_path / "runs"
+    result = cli("train", file, "--out", out)
+    assert result.exit_code == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert "pwned" not in capfd.readouterr().out
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("setting,expected", [
+    ("train.epochs", "Expected --set PATH=VALUE"),
+    ("model.layers[7].units=3", "model.layers[7] does not exist"),
+    ("train.epochs=[1", "not valid YAML"),
+    ("train..epochs=3", "not a dotted recipe path"),
+    ("train.epochz=3", "Did you mean 'epochs'?"),
+])
+def test_bad_set_fails_cleanly(cli, write_recipe, tmp_path, setting, expected):
+    out = tmp_path / "runs"
+    result = cli("train", write_recipe(), "--set", setting, "--out", out)
+    assert result.exit_code == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_unwritable_out_fails_before_training(cli, write_recipe, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = cli("train", write_recipe(), "--out", blocker / "runs")
+    assert result.exit_code == 2
+    assert "--out" in result.stderr and "not a folder" in result.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+# --- train, resume, interrupt, NaN ----------------------------------------------------------------------
+
+
+def test_train_writes_a_complete_run_folder(cli, write_recipe, tmp_path):
+    recipe = write_recipe(train={"epochs": 3, "learning_rate": {"schedule": "step", "initial": 0.02, "factor": 0.5,
+                                                                "every_epochs": 1}})
+    out = tmp_path / "runs"
+    result = cli("train", recipe, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    run = only_run(out)
+    assert run.parent.name == "tiny"
+    for name in ("recipe.yaml", "environment.json", "history.csv", "checkpoints/last.keras", "model.keras",
+                 "preprocessing.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+    rows = history(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(rows[0])
+    # the rate at each epoch's first step: 0.02 * 0.5^floor(e)
+    assert [round(r["learning_rate"], 6) for r in rows] == [0.02, 0.01, 0.005]
+    resolved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert resolved["train"]["loss"] == "sparse_categorical_crossentropy"  # the task's default, written down
+    assert resolved["train"]["metrics"] == ["accuracy"]
+    env = json.loads((run / "environment.json").read_text())
+    assert env["seed"] == 1 and env["backend"] == "tensorflow" and "keras" in env["versions"]
+    pre = json.loads((run / "preprocessing.json").read_text())
+    assert pre["input_dtype"] == "uint8" and pre["class_names"] == ["left", "middle", "right"]
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 3}
+
+
+def test_the_resolved_recipe_reproduces_the_run(cli, write_recipe, tmp_path):
+    recipe = write_recipe(runtime={"deterministic": True})
+    assert cli("train", recipe, "--out", tmp_path / "a").exit_code == 0
+    first = only_run(tmp_path / "a")
+    result = cli("train", first / "recipe.yaml", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.stderr
+    second = only_run(tmp_path / "b")
+    for a, b in zip(history(first), history(second), strict=True):
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert math.isclose(a[key], b[key], rel_tol=1e-5), (key, a, b)
+
+
+def test_interrupted_training_keeps_finished_epochs_and_resumes(cli, write_recipe, tmp_path, monkeypatch):
+    from dlrecipe import train as trainmod
+    original = trainmod._Watcher.on_epoch_end
+
+    def stop_after_second(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop_after_second)
+    out = tmp_path / "runs"
+    result = cli("train", write_recipe(train={"epochs": 4}), "--out", out)
+    assert result.exit_code == 130
+    assert "Interrupted after 2 finished epoch(s)" in result.stderr and "--resume" in result.stderr
+    run = only_run(out)
+    assert not (run / "model.keras").exists()
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 2}
+    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", original)
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 0, result.stderr
+    assert [r["epoch"] for r in history(run)] == [1, 2, 3, 4]
+    assert (run / "model.keras").is_file()
+    assert run_dirs(out) == [run]  # resumed in place
+
+
+def test_a_finished_run_can_be_extended_with_more_epochs(cli, write_recipe, tmp_path):
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 1}), "--out", out).exit_code == 0
+    run = only_run(out)
+    again = cli("train", "--resume", run)
+    assert again.exit_code == 2 and "already finished its 1 epochs" in again.stderr
+    result = cli("train", "--resume", run, "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.stderr
+    assert [r["epoch"] for r in history(run)] == [1, 2]
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["train"]["epochs"] == 2
+
+
+def test_nan_loss_stops_training_and_says_so(cli, write_recipe, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32") * 100
+    np.savez(tmp_path / "reg.npz", x_train=x, y_train=x.sum(axis=1) ** 3)
+    recipe = write_recipe(data={"source": "npz", "path": str(tmp_path / "reg.npz"), "normalize": "none"},
+                          model={"layers": [{"type": "Dense", "units": 1}]},
+                          train={"epochs": 3, "optimizer": "sgd", "learning_rate": 1.0e6})
+    out = tmp_path / "runs"
+    result = cli("train", recipe, "--out", out)
+    assert result.exit_code == 1
+    assert "NaN" in result.stderr and "--resume" in result.stderr
+    run = only_run(out)
+    assert not (run / "model.keras").exists()
+    assert all(math.isfinite(v) for row in history(run) for v in row.values()) if (run / "history.csv").exists() else True
+
+
+def test_ctrl_c_in_a_real_process_leaves_a_resumable_run(write_recipe, tmp_path):
+    recipe = write_recipe(train={"epochs": 500, "batch_size": 8})
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([DLRECIPE, "train", str(recipe), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/*/checkpoints/state.json")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "resume with `dlrecipe train --resume" in err
+    run = only_run(out)
+    done = json.loads((run / "checkpoints/state.json").read_text())["epoch"]
+    assert done >= 1 and len(history(run)) == done
+
+
+# --- evaluate and export --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained_run(cli, write_recipe, tmp_path) -> Path:
+    out = tmp_path / "runs"
+    result = cli("train", write_recipe(train={"epochs": 3}), "--out", out)
+    assert result.exit_code == 0, result.stderr
+    return only_run(out)
+
+
+def test_evaluate_writes_metrics_that_match_the_model(cli, trained_run, tiny_npz):
+    result = cli("evaluate", trained_run.parent)  # runs/<name>: the newest run
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    from dlrecipe.runs import load_model
+    model = load_model(trained_run / "model.keras")
+    data = np.load(tiny_npz)
+    predicted = model.predict(data["x_test"].astype("float32"), verbose=0).argmax(axis=1)
+    assert metrics["accuracy"] == pytest.approx(float((predicted == data["y_test"]).mean()), abs=1e-6)
+    assert f"Test accuracy: {metrics['accuracy']:.4f}" in result.stdout
+    matrix = np.array(metrics["confusion_matrix"]["matrix"])
+    assert matrix.sum() == 30 and np.trace(matrix) == (predicted == data["y_test"]).sum()
+    assert set(metrics["per_class"]) == {"left", "middle", "right"}
+    assert "loss" in metrics
+    for png in ("plots/curves.png", "plots/confusion_matrix.png"):
+        assert (trained_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_of_a_folder_that_is_not_a_run_fails_cleanly(cli, tmp_path):
+    result = cli("evaluate", tmp_path)
+    assert result.exit_code == 2 and "Not a run folder" in result.stderr
+
+
+def test_export_serves_raw_uint8_in_plain_tensorflow_without_dlrecipe(cli, trained_run, tiny_npz, tmp_path):
+    result = cli("export", trained_run)
+    assert result.exit_code == 0, result.stderr
+    saved = trained_run / "export" / "saved_model"
+    assert "verified" in result.stdout and saved.is_dir()
+    from dlrecipe.runs import load_model
+    expected = load_model(trained_run / "model.keras").predict(np.load(tiny_npz)["x_test"].astype("float32"), verbose=0)
+    np.save(tmp_path / "x.npy", np.load(tiny_npz)["x_test"])
+    script = f"""
+import sys
+sys.modules['dlrecipe'] = None  # prove the SavedModel needs no dlrecipe
+import numpy as np, tensorflow as tf
+serve = tf.saved_model.load({str(saved)!r}).signatures['serving_default']
+out = serve(inputs=tf.constant(np.load({str(tmp_path / 'x.npy')!r})))
+np.save({str(tmp_path / 'p.npy')!r}, out['probabilities'].numpy())
+print(','.join(n.decode() for n in out['class_name'].numpy()[:3]))
+"""
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr
+    served = np.load(tmp_path / "p.npy")
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    names = ["left", "middle", "right"]
+    assert proc.stdout.strip().split(",") == [names[i] for i in expected.argmax(axis=1)[:3]]
+
+
+# --- tune -----------------------------------------------------------------------------------------------
+
+
+def test_tune_searches_writes_best_yaml_and_resumes(cli, write_recipe, tmp_path):
+    layers = [{"type": "Conv2D", "filters": {"choice": [2, 4], "default": 4}, "kernel_size": 3, "activation": "relu"},
+              {"type": "Flatten"}, {"type": "Dropout", "rate": {"float": [0.0, 0.5], "step": 0.1}},
+              {"type": "Dense", "units": 3, "activation": "softmax"}]
+    recipe = write_recipe(model={"layers": layers}, train={"epochs": 1},
+                          tune={"tuner": "random", "objective": "val_accuracy", "max_trials": 2})
+    out = tmp_path / "runs"
+    result = cli("tune", recipe, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    folder = out / "tiny" / "tune"
+    with open(folder / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"COMPLETED"}
+    assert all(r["model.layers[0].filters"] in ("2", "4") for r in rows)
+    assert all(float(r["epochs"]) == 1 and r["objective"] for r in rows)
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert best["model"]["layers"][0]["filters"] in (2, 4)
+    assert best["model"]["layers"][2]["rate"] in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # readable, not 0.30000000000000004
+    trial_files = sorted(folder.glob("keras_tuner/trial_*/trial.json"))
+    stamps = [p.stat().st_mtime_ns for p in trial_files]
+    again = cli("tune", recipe, "--out", out)
+    assert again.exit_code == 0, again.stderr
+    assert sorted(folder.glob("keras_tuner/trial_*/trial.json")) == trial_files  # no new trial
+    assert [p.stat().st_mtime_ns for p in trial_files] == stamps  # none rerun
+    trained = cli("train", folder / "best.yaml", "--out", tmp_path / "best-runs")
+    assert trained.exit_code == 0, trained.stderr
+
+
+def test_tune_without_search_spaces_or_with_an_unlogged_objective_fails_cleanly(cli, write_recipe, tmp_path):
+    result = cli("tune", write_recipe(), "--out", tmp_path / "runs")
+    assert result.exit_code == 2 and "no search space" in result.stderr
+    layers = [{"type": "Flatten"}, {"type": "Dense", "units": {"choice": [3]}, "activation": "softmax"}]
+    result = cli("tune", write_recipe(model={"layers": layers}, tune={"objective": "val_auc"}), "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "tune.objective" in result.stderr and "train.metrics" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+# --- processes: start-up without TensorFlow, the JAX backend --------------------------------------------
+
+
+def test_help_and_structural_validation_do_not_import_tensorflow(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataa: 1\n")
+    probe = (
+        "import sys\n"
+        "from dlrecipe.cli import app\n"
+        "from dlrecipe.recipe import inspect_recipe\n"
+        f"found = inspect_recipe({str(bad)!r})\n"
+        "assert found.problems\n"
+        "try:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED' if {'tensorflow', 'keras'} & set(sys.modules) else 'CLEAN')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--resume" in proc.stdout and proc.stdout.strip().endswith("CLEAN")
+
+
+def test_the_same_recipe_trains_under_the_jax_backend(write_recipe, tmp_path):
+    pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
+    out = tmp_path / "runs"
+    recipe = write_recipe(train={"epochs": 2, "learning_rate": {"schedule": "cosine", "initial": 0.01}})
+    proc = subprocess.run([DLRECIPE, "train", str(recipe), "--out", str(out), "--evaluate"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, proc.stderr
+    run = only_run(out)
+    assert json.loads((run / "environment.json").read_text())["backend"] == "jax"
+    assert [r["epoch"] for r in history(run)] == [1, 2]
+    assert json.loads((run / "metrics.json").read_text())["accuracy"] > 0.5  # the classes are easy
+
+
+# --- every recipe shipped in recipes/ ------------------------------------------------------------------
+
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+def _data_override(path: Path, fashion_idx: Path) -> list[str]:
+    source = yaml.safe_load(path.read_text()).get("data", {}).get("source")
+    return ["--set", f"data.path={fashion_idx}"] if source == "fashion_mnist" else []
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_shipped_recipe_validates_and_trains_a_short_epoch(cli, path, fashion_idx, tmp_path):
+    override = _data_override(path, fashion_idx)
+    result = cli("validate", path, *override)
+    assert result.exit_code == 0, result.stderr
+    result = cli("train", path, *override, "--set", "train.epochs=1", "--set", "data.subset=200",
+                 "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    assert len(history(only_run(tmp_path / "runs"))) == 1
