@@ -50,15 +50,20 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
         if _collect(problems, resolve.resolve_defaults, model["defaults"]) is not None:
             defaults = model["defaults"]  # resolved again per layer (see resolve.build_layer)
     layers = model.get("layers")
-    if isinstance(layers, list) and not _blocked("model.layers", structural):
-        items = _collect(problems, expand_layers, layers, "model.layers") or []
+    if isinstance(layers, list):
+        # Each layer is checked unless a structural problem already sits on it.
+        fine = [spec for i, spec in enumerate(layers) if isinstance(spec, dict) and isinstance(spec.get("type"), str)
+                and not _blocked(f"model.layers[{i}]", structural)]
+        index = {id(spec): i for i, spec in enumerate(layers)}
         seen = set()
-        for path, spec in items:
-            clean = path.split(" (copy")[0]
-            if clean in seen:
-                continue
-            seen.add(clean)
-            _collect(problems, resolve.build_layer, spec, clean, defaults)
+        for spec in fine:
+            items = _collect(problems, expand_layers, [spec], "model.layers") or []
+            for path, sub in items:
+                clean = path.split(" (copy")[0].replace("model.layers[0]", f"model.layers[{index[id(spec)]}]", 1)
+                if clean in seen or _blocked(clean, structural):
+                    continue
+                seen.add(clean)
+                _collect(problems, resolve.build_layer, sub, clean, defaults)
     for i, spec in enumerate(data.get("augment") or []):
         if isinstance(spec, dict) and not _blocked(f"data.augment[{i}]", structural):
             _collect(problems, resolve.build_layer, spec, f"data.augment[{i}]", {})
@@ -67,8 +72,10 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
     for i, m in enumerate(train.get("metrics") or [] if isinstance(train.get("metrics"), list) else []):
         if not _blocked(f"train.metrics[{i}]", structural):
             _collect(problems, resolve.metric, m, f"train.metrics[{i}]")
-    if not _blocked("train.optimizer", structural) and not _blocked("train.learning_rate", structural):
-        lr = _learning_rate(train.get("learning_rate"), problems, steps_per_epoch=1, epochs=1)
+    if not _blocked("train.optimizer", structural):
+        lr = None
+        if not _blocked("train.learning_rate", structural):
+            lr = _learning_rate(train.get("learning_rate"), problems, steps_per_epoch=1, epochs=1)
         _collect(problems, resolve.optimizer, train.get("optimizer", "adam"), lr)
     for i, cb in enumerate(train.get("callbacks") or [] if isinstance(train.get("callbacks"), list) else []):
         if isinstance(cb, dict) and not _blocked(f"train.callbacks[{i}]", structural):

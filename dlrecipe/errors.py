@@ -68,7 +68,12 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise RecipeError(sorted(self.items, key=_line_order))
+            raise RecipeError(sort_problems(self.items))
+
+
+def sort_problems(items: Iterable[Problem]) -> list[Problem]:
+    """Problems in file order; those without a line (e.g. from --set) last."""
+    return sorted(items, key=_line_order)
 
 
 def _line_order(p: Problem) -> tuple:

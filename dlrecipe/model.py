@@ -24,7 +24,20 @@ INPUT_NAME = "inputs"
 
 
 def expand_layers(layers: list[dict[str, Any]], path: str) -> list[tuple[str, dict[str, Any]]]:
-    """Flatten ``repeat`` into ``(path, spec)`` pairs; copies get their names suffixed ``_2``, ``_3``..."""
+    """Flatten ``repeat`` into ``(path, spec)`` pairs.
+
+    A named layer inside a repeat is named ``name`` in the first copy and ``name_2``, ``name_3``...
+    in later ones; in nested repeats the copy numbers of every level are appended, innermost first,
+    without trailing ``_1``s (``d``, ``d_2``, ``d_1_2``, ``d_2_2``), so names stay unique.
+    ``inputs:`` inside a copy refer to the layers of the same copy.
+    """
+    return [(p, _final_names(spec)) for p, spec in _expand(layers, path)]
+
+
+_COPY = "\x00"  # marks copy numbers in names while repeats are expanded
+
+
+def _expand(layers: list[dict[str, Any]], path: str) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for i, spec in enumerate(layers):
         here = join_path(path, i)
@@ -42,24 +55,40 @@ def expand_layers(layers: list[dict[str, Any]], path: str) -> list[tuple[str, di
         if not isinstance(first, dict):
             raise RecipeError.one(join_path(here, "first"), f"Received: first={first!r}. Expected a mapping of "
                                   "arguments for the first copy, e.g. {strides: 2}.")
-        inner = expand_layers(spec["layers"], join_path(here, "layers"))
+        inner = _expand(spec["layers"], join_path(here, "layers"))
         names = {s["name"] for _, s in inner if isinstance(s.get("name"), str)}
         for copy_i in range(times):
             for j, (sub_path, sub) in enumerate(inner):
-                sub = copy.deepcopy(sub)
+                sub = _mark_copy(copy.deepcopy(sub), names, copy_i + 1)
                 if copy_i == 0 and j == 0:
                     sub.update(first)
-                if copy_i > 0:
-                    sub = _rename(sub, names, f"_{copy_i + 1}")
                 out.append((sub_path if times == 1 else f"{sub_path} (copy {copy_i + 1} of {times})", sub))
     return out
 
 
-def _rename(spec: dict[str, Any], names: set[str], suffix: str) -> dict[str, Any]:
-    if isinstance(spec.get("name"), str):
-        spec["name"] += suffix
+def _mark_copy(spec: dict[str, Any], names: set[str], number: int) -> dict[str, Any]:
+    mark = f"{_COPY}{number}"
+    if isinstance(spec.get("name"), str) and spec["name"] in names:
+        spec["name"] += mark
     if isinstance(spec.get("inputs"), list):
-        spec["inputs"] = [n + suffix if n in names else n for n in spec["inputs"]]
+        spec["inputs"] = [n + mark if isinstance(n, str) and n in names else n for n in spec["inputs"]]
+    return spec
+
+
+def _final_name(name: Any) -> Any:
+    if not isinstance(name, str) or _COPY not in name:
+        return name
+    base, *numbers = name.split(_COPY)
+    while numbers and numbers[-1] == "1":
+        numbers.pop()
+    return base + "".join(f"_{n}" for n in numbers)
+
+
+def _final_names(spec: dict[str, Any]) -> dict[str, Any]:
+    if "name" in spec:
+        spec["name"] = _final_name(spec["name"])
+    if isinstance(spec.get("inputs"), list):
+        spec["inputs"] = [_final_name(n) for n in spec["inputs"]]
     return spec
 
 
@@ -89,6 +118,9 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
     built = _construct_all(expand_layers(recipe.model.layers, "model.layers"), recipe.model.defaults)
     outputs: dict[str, Any] = {INPUT_NAME: x}
     for path, spec, layer in built:
+        if layer.name in outputs:
+            raise RecipeError.one(join_path(_clean_path(path), "name"), f"Received: name={layer.name!r}, but an "
+                                  "earlier layer already has this name. Give every layer its own name.")
         sources = spec.get("inputs")
         try:
             if sources is None:

@@ -19,7 +19,7 @@ from typing import Any
 import pydantic
 
 from . import spaces as sp
-from .errors import Problems, RecipeError, join_path, suggest
+from .errors import Problems, RecipeError, join_path, sort_problems, suggest
 from .schema import SECTIONS, Recipe, check_typed_items
 from .yamlio import dump_yaml, load_yaml, parse_yaml
 
@@ -92,17 +92,23 @@ def inspect_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> I
             raw = {"name": path.stem, **raw}
         for item in overrides:
             _apply_set(raw, lines, item)
+        if overrides:
+            _absolutize_paths(raw, Path.cwd(), only_from_set=lines)  # --set paths are relative to the shell's folder
     except RecipeError as e:
         return Inspection(None, {}, e.problems, None)
     problems = Problems(lines=lines)
-    spaces = sp.find_spaces(raw, problems)
+    bad: set[str] = set()
+    spaces = sp.find_spaces(raw, problems, bad=bad)
     fixed = sp.substitute(raw, sp.defaults(spaces))
-    if problems.items:
-        return Inspection(fixed, lines, problems.items, None)
     try:
-        return Inspection(fixed, lines, [], _validate(raw, lines, spaces, sp.defaults(spaces)))
+        loaded = _validate(raw, lines, spaces, sp.defaults(spaces))
     except RecipeError as e:
-        return Inspection(fixed, lines, e.problems, None)
+        # A bad search space is reported once, by find_spaces; the schema's view of it would repeat it.
+        schema = [p for p in e.problems if not any(p.path == b or p.path.startswith((b + ".", b + "[")) for b in bad)]
+        return Inspection(fixed, lines, sort_problems([*problems.items, *schema]), None)
+    if problems.items:
+        return Inspection(fixed, lines, sort_problems(problems.items), None)
+    return Inspection(fixed, lines, [], loaded)
 
 
 def _validate(raw: dict, lines: dict[str, str], spaces: dict[str, sp.Space], values: dict[str, Any]) -> LoadedRecipe:
@@ -119,8 +125,8 @@ def _validate(raw: dict, lines: dict[str, str], spaces: dict[str, sp.Space], val
     try:
         recipe = Recipe.model_validate(fixed)
     except pydantic.ValidationError as e:
-        for err in e.errors():
-            problems.add(*_describe(err))
+        for path, message in _merge_union_errors([_describe(err) for err in e.errors()]):
+            problems.add(path, message)
     problems.raise_if_any()
     return LoadedRecipe(raw=raw, recipe=recipe, spaces=spaces, lines=lines, values=dict(values))
 
@@ -134,9 +140,6 @@ def dump_recipe(data: dict[str, Any]) -> str:
 
 def _load_with_extends(path: Path, chain: list[Path]) -> tuple[Any, dict[str, str]]:
     resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(str(p) for p in [*chain, resolved])
-        raise RecipeError.one("extends", f"Recipes extend each other in a cycle: {cycle}. Remove one 'extends:'.")
     data, lines = load_yaml(path)
     if not isinstance(data, dict):
         return data, lines
@@ -151,18 +154,35 @@ def _load_with_extends(path: Path, chain: list[Path]) -> tuple[Any, dict[str, st
     if not base_path.is_file():
         raise RecipeError.one("extends", f"Received: extends={parent!r}, but {base_path} does not exist. The path is "
                               "relative to the recipe that extends it.", lines.get("extends"))
+    if base_path.resolve() in [*chain, resolved]:
+        cycle = " -> ".join(str(p) for p in [*chain, resolved, base_path.resolve()])
+        raise RecipeError.one("extends", f"Recipes extend each other in a cycle: {cycle}. Remove one 'extends:'.",
+                              lines.get("extends"))
     base, base_lines = _load_with_extends(base_path, [*chain, resolved])
+    base.pop("name", None)  # a recipe's name is its own: by default its file's stem, never its base's
     if not isinstance(base, dict):
         raise RecipeError.one("extends", f"{base_path} is not a mapping; it cannot be extended.", lines.get("extends"))
-    return _merge(base, data), {**base_lines, **lines}
+    replaced = _replaced_paths(data)
+    kept = {k: v for k, v in base_lines.items() if not any(k.startswith(r + "[") or k.startswith(r + ".")
+                                                            for r in replaced)}
+    return _merge(base, data), {**kept, **lines}
 
 
-def _absolutize_paths(data: dict, folder: Path) -> None:
-    # Data paths are relative to the recipe that names them, so a recipe works from any folder
-    # and the resolved copy in a run folder still points at the same files.
+def _replaced_paths(top: Any, path: str = "") -> list[str]:
+    """Paths whose value in ``top`` replaces the base's whole value (anything but a plain mapping)."""
+    if isinstance(top, dict) and not sp.is_space(top):
+        return [p for k, v in top.items() for p in _replaced_paths(v, join_path(path, k))]
+    return [path] if path else []
+
+
+def _absolutize_paths(data: dict, folder: Path, only_from_set: dict[str, str] | None = None) -> None:
+    # Data paths are relative to the recipe that names them (or, from --set, to the current folder),
+    # so a recipe works from any folder and the resolved copy in a run folder points at the same files.
     section = data.get("data")
     if isinstance(section, dict):
         for key in PATH_KEYS:
+            if only_from_set is not None and not only_from_set.get(f"data.{key}", "").startswith("--set"):
+                continue
             value = section.get(key)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 section[key] = str((folder / value).resolve())
@@ -217,10 +237,12 @@ def _apply_set(raw: dict, lines: dict[str, str], item: str) -> None:
         here = join_path(walked, key)
         last = nxt is None
         if isinstance(key, int):
-            if not isinstance(node, list) or key >= len(node):
-                size = len(node) if isinstance(node, list) else 0
-                raise RecipeError.one(f"--set {text}", f"{here} does not exist: {walked or 'the recipe'} has "
-                                      f"{size} item(s), indices 0 to {size - 1}.")
+            if not isinstance(node, list):
+                raise RecipeError.one(f"--set {text}", f"{walked or 'the recipe'} is not a list, so it has no item "
+                                      f"[{key}].")
+            if key >= len(node):
+                raise RecipeError.one(f"--set {text}", f"{here} does not exist: {walked} has {len(node)} item(s), "
+                                      f"indices 0 to {len(node) - 1}.")
         elif not isinstance(node, dict):
             raise RecipeError.one(f"--set {text}", f"{walked} is not a mapping, so it has no key '{key}'.")
         if last:
@@ -228,12 +250,34 @@ def _apply_set(raw: dict, lines: dict[str, str], item: str) -> None:
         else:
             if isinstance(key, str) and key not in node:
                 node[key] = [] if isinstance(nxt, int) else {}
+                lines[here] = f"--set {text}"
             node = node[key]
         walked = here
     lines[walked] = f"--set {text}"
 
 
 # --- pydantic errors -> recipe problems ------------------------------------------------------
+
+
+def _merge_union_errors(described: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One problem per path: a value that fits no member of a union gets one message naming them all."""
+    by_path: dict[str, list[str]] = {}
+    for path, message in described:
+        by_path.setdefault(path, [])
+        if message not in by_path[path]:
+            by_path[path].append(message)
+    # A deeper problem (e.g. inside a mapping member) explains the value better than the other members.
+    merged = []
+    for path, messages in by_path.items():
+        if any(other.startswith(path + ".") or other.startswith(path + "[") for other in by_path):
+            continue
+        if len(messages) == 1:
+            merged.append((path, messages[0]))
+            continue
+        received = messages[0].split(". Expected", 1)[0]
+        expected = [m.split("Expected: ", 1)[-1].rstrip(".") if "Expected: " in m else m.rstrip(".") for m in messages]
+        merged.append((path, f"{received}. Expected one of: " + "; or ".join(expected) + "."))
+    return merged
 
 
 def _describe(err: dict) -> tuple[str, str]:
@@ -260,7 +304,28 @@ def _describe(err: dict) -> tuple[str, str]:
     if kind == "string_pattern_mismatch":
         return path, (f"Received: {field}={received!r}. Expected letters, digits, '_', '.' or '-', "
                       "starting with a letter or digit (it names the run folder).")
-    return path, f"Received: {field}={received!r}. Expected: {err['msg'].lower()}."
+    hint = ""
+    if isinstance(received, str) and _looks_numeric(received):
+        hint = (f" YAML 1.1 reads {received} as text: write it with a decimal point and a signed exponent, "
+                f"e.g. {_yaml_float(received)}.")
+    return path, f"Received: {field}={received!r}. Expected: {err['msg'].lower()}.{hint}"
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_float(text: str) -> str:
+    mantissa, _, exponent = text.lower().partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    if exponent and exponent[0] not in "+-":
+        exponent = "+" + exponent
+    return f"{mantissa}e{exponent}" if exponent else mantissa
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "dict[str,any]", "LearningRate", "Objective", "list[str]",

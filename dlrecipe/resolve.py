@@ -80,6 +80,14 @@ def _accepted_args(cls: type) -> set[str] | None:
     if issubclass(cls, keras.layers.Layer):
         names |= {"name", "dtype", "trainable", "input_shape", "input_dim", "batch_size", "autocast"}
         return names
+    if issubclass(cls, keras.optimizers.Optimizer):
+        # Every optimizer class takes **kwargs only to refuse legacy names: collect the named ones of all bases.
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                names |= {p.name for p in inspect.signature(init).parameters.values()
+                          if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+        return names
     return None
 
 
@@ -120,6 +128,8 @@ def _by_name(kind: str, table: dict[str, Any], path: str, what: str, docs: str =
     if kind in table:
         return table[kind]
     hint = suggest(kind, table)
+    what, _, note = what.partition(" (")
+    hint = f" ({note}{hint}" if note else hint
     known = f" Known: {', '.join(sorted(table))}." if len(table) <= 40 else f" See {docs} for all of them." if docs else ""
     raise _fail(join_path(path, "type"), f"Unknown {what} '{kind}'.{hint}{known}")
 
@@ -222,7 +232,8 @@ def resolve_defaults(defaults: dict[str, Any], path: str = "model.defaults") -> 
 # --- training objects -----------------------------------------------------------------------------------
 
 
-def _get_or_construct(getter: Callable, module: Any, base: type, value: Any, path: str, what: str) -> Any:
+def _get_or_construct(getter: Callable, module: Any, base: type, value: Any, path: str, what: str,
+                      extra_names: tuple[str, ...] = ()) -> Any:
     if isinstance(value, dict):
         kind, args = split_type(value, path)
         cls = _by_name(kind, _classes(module, base), path, what)
@@ -231,7 +242,8 @@ def _get_or_construct(getter: Callable, module: Any, base: type, value: Any, pat
         try:
             getter(value)
         except Exception as e:
-            names = [n for n in _registry_names(module) if n[:1].islower()] + list(_classes(module, base))
+            # lower-case names first: 'acuracy' should suggest 'accuracy', not the exact-match Accuracy class
+            names = [*extra_names, *(n for n in _registry_names(module) if n[:1].islower()), *_classes(module, base)]
             raise _fail(path, f"Unknown {what} '{value}'.{suggest(value, names)}", e) from e
         return value  # Keras resolves strings itself in compile (e.g. 'accuracy' by the loss)
     raise _fail(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
@@ -241,10 +253,14 @@ def loss(value: Any, path: str = "train.loss") -> Any:
     return _get_or_construct(keras.losses.get, keras.losses, keras.losses.Loss, value, path, "loss")
 
 
+COMPILE_METRICS = ("accuracy", "acc", "crossentropy", "ce")  # compile() picks the variant that fits the loss
+
+
 def metric(value: Any, path: str) -> Any:
-    if value in ("accuracy", "acc", "crossentropy", "ce"):
-        return value  # compile() picks the right variant for the loss
-    return _get_or_construct(keras.metrics.get, keras.metrics, keras.metrics.Metric, value, path, "metric")
+    if value in COMPILE_METRICS:
+        return value
+    return _get_or_construct(keras.metrics.get, keras.metrics, keras.metrics.Metric, value, path, "metric",
+                             extra_names=COMPILE_METRICS)
 
 
 def optimizer(value: Any, learning_rate: Any, path: str = "train.optimizer") -> keras.optimizers.Optimizer:

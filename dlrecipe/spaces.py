@@ -55,20 +55,22 @@ def is_space(value: Any) -> bool:
     return isinstance(value, dict) and any(k in value for k in KINDS) and "type" not in value
 
 
-def find_spaces(raw: Any, problems: Problems, path: str = "") -> dict[str, Space]:
-    """Every search space in ``raw``, checked; problems go to ``problems``."""
+def find_spaces(raw: Any, problems: Problems, path: str = "", bad: set[str] | None = None) -> dict[str, Space]:
+    """Every search space in ``raw``, checked; problems go to ``problems``, bad spaces' paths to ``bad``."""
     found: dict[str, Space] = {}
     if is_space(raw):
         space = _parse(raw, path, problems)
         if space is not None:
             found[path] = space
+        elif bad is not None:
+            bad.add(path)
         return found
     if isinstance(raw, dict):
         for key, value in raw.items():
-            found.update(find_spaces(value, problems, join_path(path, key)))
+            found.update(find_spaces(value, problems, join_path(path, key), bad))
     elif isinstance(raw, list):
         for i, value in enumerate(raw):
-            found.update(find_spaces(value, problems, join_path(path, i)))
+            found.update(find_spaces(value, problems, join_path(path, i), bad))
     return found
 
 
@@ -109,9 +111,9 @@ def _parse(raw: dict, path: str, problems: Problems) -> Space | None:
             problems.add(join_path(path, "choice"), f"Received: {spec!r}. Expected a non-empty list of scalars, "
                          "e.g. {choice: [64, 128], default: 128}.")
             return None
-        if len({type(v) for v in spec} - {int, float}) > 1 or (
-                any(isinstance(v, str) for v in spec) and any(not isinstance(v, str) for v in spec)):
-            problems.add(join_path(path, "choice"), f"Received: {spec!r}. The choices must all be of one type.")
+        if len({type(v) for v in spec}) > 1:
+            problems.add(join_path(path, "choice"), f"Received: {spec!r}. The choices must all be of one type "
+                         "(KerasTuner refuses mixed ones): write floats as 1.0, not 1.")
             return None
         default = spec[0] if default is None else default
         if default not in spec:
@@ -125,7 +127,11 @@ def _parse(raw: dict, path: str, problems: Problems) -> Space | None:
             problems.add(join_path(path, "boolean"), f"Received: {spec!r}. Expected true or false (the default), "
                          "e.g. {boolean: true}.")
             return None
-        return Space(path, kind, default=spec if default is None else default)
+        default = spec if default is None else default
+        if not isinstance(default, bool):
+            problems.add(join_path(path, "default"), f"Received: default={default!r}. Expected true or false.")
+            return None
+        return Space(path, kind, default=default)
     # int or float: [low, high]
     want_int = kind == "int"
     ok = (isinstance(spec, list) and len(spec) == 2 and all(_number(v) for v in spec)
@@ -146,8 +152,8 @@ def _parse(raw: dict, path: str, problems: Problems) -> Space | None:
                      f"{'integer' if want_int else 'number'}.")
     default = low if default is None else default
     if not _number(default) or (want_int and not isinstance(default, int)) or not low <= default <= high:
-        problems.add(join_path(path, "default"), f"Received: default={default!r}. Expected a "
-                     f"{'n integer' if want_int else ' number'} within [{low}, {high}].")
+        problems.add(join_path(path, "default"), f"Received: default={default!r}. Expected "
+                     f"{'an integer' if want_int else 'a number'} within [{low}, {high}].")
     if len(problems.items) != n_before:
         return None
     return Space(path, kind, low=low, high=high, step=step, sampling=sampling, default=default)
