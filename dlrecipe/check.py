@@ -128,6 +128,10 @@ def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any
     if model is not None:
         last = f"model.layers[{len(recipe.model.layers) - 1}]"
         _collect(problems, check_output, model, n_classes, task, last)
+    names = recipe.export.class_names
+    if names is not None and n_classes and len(names) != n_classes:
+        problems.append(Problem("export.class_names", f"Received {len(names)} class names, but the data has "
+                                f"{n_classes} classes. Give one name per class, in class-index order."))
     lr = _learning_rate(train.learning_rate, problems, steps_per_epoch, train.epochs)
     optimizer = _collect(problems, resolve.optimizer, train.optimizer, lr)
     loss = _collect(problems, resolve.loss, train.loss)

@@ -113,6 +113,7 @@ BAD_CASES = {
                                 "model.layers[1].unit", "Did you mean 'units'?"),
     "wrong type": ({"train": {"batch_size": "sixteen"}}, "train.batch_size", "valid integer"),
     "negative epochs": ({"train": {"epochs": -3}}, "train.epochs", "epochs=-3"),
+    "export class names": ({"export": {"class_names": ["a", "b"]}}, "export.class_names", "3 classes"),
     "missing data file": ({"data": {"source": "npz", "path": "/nonexistent/x.npz"}}, "data.path", "does not exist"),
 }
 
