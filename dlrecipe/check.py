@@ -75,7 +75,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
     if not _blocked("train.optimizer", structural):
         lr = None
         if not _blocked("train.learning_rate", structural):
-            lr = _learning_rate(train.get("learning_rate"), problems, steps_per_epoch=1, epochs=1)
+            lr = learning_rate_of(train.get("learning_rate"), problems, steps_per_epoch=1, epochs=1)
         _collect(problems, resolve.optimizer, train.get("optimizer", "adam"), lr)
     for i, cb in enumerate(train.get("callbacks") or [] if isinstance(train.get("callbacks"), list) else []):
         if isinstance(cb, dict) and not _blocked(f"train.callbacks[{i}]", structural):
@@ -83,7 +83,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
     return problems
 
 
-def _learning_rate(value: Any, problems: list[Problem], steps_per_epoch: int, epochs: int) -> Any:
+def learning_rate_of(value: Any, problems: list[Problem], steps_per_epoch: int, epochs: int) -> Any:
     if value is None or isinstance(value, (int, float)):
         return value
     if hasattr(value, "model_dump"):
@@ -118,13 +118,16 @@ def finalize(recipe: Recipe, task: str) -> Recipe:
 
 
 def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any], *, task: str,
-              n_classes: int | None, steps_per_epoch: int) -> Built:
-    """Every Keras object of a valid recipe; all problems raised together."""
+              n_classes: int | None, steps_per_epoch: int, paths: dict[str, str] | None = None) -> Built:
+    """Every Keras object of a valid recipe; all problems raised together.
+
+    ``paths``, when given, receives the recipe path of each model layer by name (see ``build_model``).
+    """
     problems: list[Problem] = []
     problems.extend(feature_problems(recipe))
     recipe = finalize(recipe, task)
     train = recipe.train
-    model = _collect(problems, build_model, recipe, input_shape, stats)
+    model = _collect(problems, build_model, recipe, input_shape, stats, paths)
     if model is not None:
         last = f"model.layers[{len(recipe.model.layers) - 1}]"
         _collect(problems, check_output, model, n_classes, task, last)
@@ -132,7 +135,7 @@ def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any
     if names is not None and n_classes and len(names) != n_classes:
         problems.append(Problem("export.class_names", f"Received {len(names)} class names, but the data has "
                                 f"{n_classes} classes. Give one name per class, in class-index order."))
-    lr = _learning_rate(train.learning_rate, problems, steps_per_epoch, train.epochs)
+    lr = learning_rate_of(train.learning_rate, problems, steps_per_epoch, train.epochs)
     optimizer = _collect(problems, resolve.optimizer, train.optimizer, lr)
     loss = _collect(problems, resolve.loss, train.loss)
     metrics = [_collect(problems, resolve.metric, m, f"train.metrics[{i}]") for i, m in enumerate(train.metrics)]

@@ -236,5 +236,50 @@ def tune(recipe: Path = typer.Argument(..., help="The recipe YAML file with sear
     typer.echo(f"Best recipe: {result.best_path}  (train it with: dlrecipe train {result.best_path})")
 
 
+@app.command()
+@handles_errors
+def lr(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS,
+       out: Path = typer.Option(Path("lr.png"), "--out", help="Where to write the plot of the rate per step (PNG).")
+       ) -> None:
+    """Print RECIPE's learning rate per epoch and plot it per step, without training or loading the data."""
+    from .recipe import load_recipe
+    loaded = load_recipe(recipe, sets)
+    import_keras_quietly()
+    from .diagnose import check_out_file, learning_rates, plot_learning_rates, print_learning_rates, write_out
+    check_out_file(out, ".png")
+    with recipe_lines(loaded.lines):
+        rates = learning_rates(loaded)
+    print_learning_rates(rates, loaded.recipe.name, _console())
+    write_out(lambda: plot_learning_rates(rates, loaded.recipe.name, out), out)
+    typer.echo(f"Wrote {out}")
+
+
+@app.command()
+@handles_errors
+def inspect_init(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS,
+                 batch: int = typer.Option(256, "--batch", min=1, help="How many training examples to push through."),
+                 out: Optional[Path] = typer.Option(None, "--out", help="Also write the numbers to this JSON file.")
+                 ) -> None:
+    """Push a batch of RECIPE's training data through its untrained model and report each layer.
+
+    Per layer: output mean and std, saturated tanh/sigmoid outputs, dead ReLU units, kernel gradient norm.
+    """
+    from .recipe import load_recipe
+    loaded = load_recipe(recipe, sets)
+    import_keras_quietly()
+    from .diagnose import check_out_file, inspect_init as run_inspect, print_init, write_out
+    from .yamlio import write_json
+    if out is not None:
+        check_out_file(out, ".json")
+    with recipe_lines(loaded.lines):
+        report = run_inspect(loaded, batch)
+    for w in report.warnings:
+        _err(f"warning: {w}")
+    print_init(report, loaded.recipe.name, _console())
+    if out is not None:
+        write_out(lambda: write_json(out, report.as_json()), out)
+        typer.echo(f"Wrote {out}")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -800,7 +800,7 @@ def _load_npz(cfg: DataConfig) -> _Raw:
 # --------------------------------------------------------------------------- splits
 
 
-def _held_out_count(frac: float, n: int) -> int:
+def held_out_count(frac: float, n: int) -> int:
     """round(frac * n), halves up; at least 1 when n >= 2; at most n - 1."""
     k = math.floor(frac * n + 0.5)
     if n >= 2:
@@ -820,12 +820,12 @@ def _carve(pool: np.ndarray, y: np.ndarray, frac: float, stratify: bool, rng: np
         chosen = []
         for c in np.unique(labels):
             members = pool[labels == c]
-            k = _held_out_count(frac, len(members))
+            k = held_out_count(frac, len(members))
             if k:
                 chosen.append(rng.permutation(members)[:k])
         held = np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=pool.dtype)
     else:
-        k = _held_out_count(frac, len(pool))
+        k = held_out_count(frac, len(pool))
         held = np.sort(rng.permutation(pool)[:k])
     if len(held) == 0:
         per = " (each class needs at least 2 examples to give one)" if stratify else ""

@@ -252,11 +252,11 @@ def write_report(run_dir: Path, metrics: dict) -> list[Path]:
     history = read_history(run_dir / runs.HISTORY)
     if history and history.get("epoch"):
         path = run_dir / runs.PLOTS / "curves.png"
-        _save_figure(plot_curves(history), path)
+        save_figure(plot_curves(history), path)
         written.append(path)
     if metrics.get("confusion_matrix"):
         path = run_dir / runs.PLOTS / "confusion_matrix.png"
-        _save_figure(plot_confusion_matrix(metrics["confusion_matrix"]), path)
+        save_figure(plot_confusion_matrix(metrics["confusion_matrix"]), path)
         written.append(path)
     return written
 
@@ -350,7 +350,7 @@ def plot_confusion_matrix(confusion: dict):
     return fig
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     """Save ``fig`` as PNG atomically: a temp file in the same folder, then ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 
 from . import preprocess, resolve
-from .errors import Problem, RecipeError, join_path
+from .errors import RecipeError, join_path
 from .schema import Recipe
 
 INPUT_NAME = "inputs"
@@ -102,8 +102,12 @@ def augmentation_layers(augment: list[dict[str, Any]]) -> list[keras.layers.Laye
 
 
 def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any],
-                problems: list[Problem] | None = None) -> keras.Model:
+                paths: dict[str, str] | None = None) -> keras.Model:
     """The functional model of ``recipe``: raw float32 inputs of ``input_shape`` in, last layer out.
+
+    ``paths``, when given, is filled with the recipe path of every layer built from ``model.layers``,
+    by layer name (``{"dense_3": "model.layers[2]"}``; copies of a repeat keep their
+    `` (copy i of n)`` note), so diagnostics can point at the recipe.
 
     Raises:
         RecipeError: every bad layer at once, each with its path; then the first shape error.
@@ -135,6 +139,8 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
             raise RecipeError.one(_clean_path(path), f"{spec['type']} cannot take its input of shape {got}: "
                                   f"{resolve.keras_reason(e)}") from e
         outputs[layer.name] = x
+        if paths is not None:
+            paths[layer.name] = path
     return keras.Model(inputs, x, name=recipe.name.replace(".", "_"))
 
 
@@ -172,15 +178,3 @@ def check_output(model: keras.Model, n_classes: int | None, task: str, path: str
         raise RecipeError.one(path, f"The model ends with {width} output(s) per example, but the data has {n_classes} "
                               f"classes. Set the last layer to {n_classes} units (e.g. {{type: Dense, units: "
                               f"{n_classes}, activation: softmax}}).")
-
-
-def count_params(model: keras.Model) -> tuple[int, int]:
-    trainable = sum(int(w.numpy().size) if hasattr(w, "numpy") else int(_size(w.shape)) for w in model.trainable_weights)
-    return trainable, model.count_params() - trainable
-
-
-def _size(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n

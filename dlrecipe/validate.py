@@ -9,12 +9,15 @@ import numpy as np
 from . import data as datamod
 from . import preprocess
 from .check import build_all
+from .diagnose import symmetry_warnings
 from .errors import RecipeError
 from .recipe import LoadedRecipe
 
 
 def build_for_validation(loaded: LoadedRecipe):
     """The model of ``loaded`` with placeholder statistics, the data's facts, and warnings.
+
+    Warnings (the CLI prints them and still exits 0): layers whose kernels start all equal.
 
     Reads only file headers of the data, so it is as fast on a large data set as on a small one.
     """
@@ -28,5 +31,7 @@ def build_for_validation(loaded: LoadedRecipe):
     # Placeholder statistics of the right shape: the model's structure does not depend on their values.
     stats = preprocess.fit(recipe.data.normalize, np.zeros((2, *shape), dtype=info.input_dtype))
     steps = max(1, math.ceil(1000 / recipe.train.batch_size))
-    built = build_all(recipe, shape, stats, task=info.task, n_classes=info.n_classes, steps_per_epoch=steps)
-    return built.model, info, []
+    paths: dict[str, str] = {}
+    built = build_all(recipe, shape, stats, task=info.task, n_classes=info.n_classes, steps_per_epoch=steps,
+                      paths=paths)
+    return built.model, info, symmetry_warnings(built.model, paths, loaded)
