@@ -18,7 +18,7 @@ import typer
 
 from .errors import Problem, Problems, RecipeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="One YAML recipe in: a trained, tuned, evaluated and exported Keras model out.")
 
 SETS = typer.Option([], "--set", help="Override a recipe value: --set train.epochs=5 --set model.layers[0].filters=64.",
@@ -105,7 +105,7 @@ def _console():
 
 @app.command()
 @handles_errors
-def validate(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS) -> None:
+def validate(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS) -> None:
     """Check every key, name and argument of RECIPE and build its model, without loading data or training.
 
     Structural errors print at once (before TensorFlow is imported), then the errors that need Keras.
@@ -144,7 +144,7 @@ def validate(recipe: Path = typer.Argument(..., help="The recipe YAML file."), s
 
 @app.command()
 @handles_errors
-def show(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS) -> None:
+def show(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS) -> None:
     """Print the resolved RECIPE: extends merged, overrides applied, defaults filled in, search spaces at their defaults."""
     from .recipe import dump_recipe, load_recipe
     loaded = load_recipe(recipe, sets)
@@ -155,7 +155,7 @@ def show(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets:
 
 @app.command()
 @handles_errors
-def train(recipe: Optional[Path] = typer.Argument(None, help="The recipe YAML file (omit with --resume)."),
+def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="The recipe YAML file (omit with --resume)."),
           sets: list[str] = SETS, out: Path = OUT,
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder after its last "
                                                 "finished epoch."),
@@ -177,7 +177,7 @@ def train(recipe: Optional[Path] = typer.Argument(None, help="The recipe YAML fi
     typer.echo(f"Trained {loaded.recipe.name}: {shown}")
     typer.echo(f"Run folder: {result.run_dir}")
     if evaluate_after:
-        _evaluate(result.run_dir)
+        _evaluate(result.run_dir, model=result.model, dataset=result.dataset)
 
 
 def _train_module():
@@ -188,16 +188,16 @@ def _train_module():
 
 @app.command()
 @handles_errors
-def evaluate(run: Path = typer.Argument(..., help="A run folder, or runs/<name> for its newest run.")) -> None:
+def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run folder, or runs/<name> for its newest run.")) -> None:
     """Evaluate RUN on its test split: loss, every metric, per-class report, confusion matrix, plots."""
     _evaluate(run)
 
 
-def _evaluate(run: Path) -> None:
+def _evaluate(run: Path, model=None, dataset=None) -> None:
     import_keras_quietly()
     from .workflow import evaluate_run
     from .evaluate import print_summary
-    run_dir, metrics, written = evaluate_run(run)
+    run_dir, metrics, written = evaluate_run(run, model=model, dataset=dataset)
     print_summary(metrics, _console())
     typer.echo(f"Wrote {', '.join(str(p.relative_to(run_dir)) for p in written)} in {run_dir}")
     if "accuracy" in metrics:
@@ -206,7 +206,7 @@ def _evaluate(run: Path) -> None:
 
 @app.command()
 @handles_errors
-def export(run: Path = typer.Argument(..., help="A run folder, or runs/<name> for its newest run."),
+def export(run: Path = typer.Argument(..., metavar="RUN", help="A run folder, or runs/<name> for its newest run."),
            formats: list[str] = typer.Option([], "--format", help="saved_model, keras or tflite; default: the "
                                              "recipe's export.formats.")) -> None:
     """Export RUN for serving (SavedModel by default), reload it and check it against the trained model."""
@@ -219,7 +219,7 @@ def export(run: Path = typer.Argument(..., help="A run folder, or runs/<name> fo
 
 @app.command()
 @handles_errors
-def tune(recipe: Path = typer.Argument(..., help="The recipe YAML file with search spaces."),
+def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file with search spaces."),
          sets: list[str] = SETS, out: Path = OUT,
          max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Override tune.max_trials."),
          overwrite: bool = typer.Option(False, "--overwrite", help="Start the search afresh.")) -> None:
@@ -238,7 +238,7 @@ def tune(recipe: Path = typer.Argument(..., help="The recipe YAML file with sear
 
 @app.command()
 @handles_errors
-def lr(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS,
+def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS,
        out: Path = typer.Option(Path("lr.png"), "--out", help="Where to write the plot of the rate per step (PNG).")
        ) -> None:
     """Print RECIPE's learning rate per epoch and plot it per step, without training or loading the data."""
@@ -256,7 +256,7 @@ def lr(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: l
 
 @app.command()
 @handles_errors
-def inspect_init(recipe: Path = typer.Argument(..., help="The recipe YAML file."), sets: list[str] = SETS,
+def inspect_init(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS,
                  batch: int = typer.Option(256, "--batch", min=1, help="How many training examples to push through."),
                  out: Optional[Path] = typer.Option(None, "--out", help="Also write the numbers to this JSON file.")
                  ) -> None:
@@ -281,5 +281,23 @@ def inspect_init(recipe: Path = typer.Argument(..., help="The recipe YAML file."
         typer.echo(f"Wrote {out}")
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The ``dlrecipe`` entry point: the Typer app, then a fast exit once TensorFlow is loaded.
+
+    Python's normal shutdown after TensorFlow has been imported takes about a second (module and
+    thread teardown), longer than many commands themselves. Every file dlrecipe writes is complete
+    (atomic) before the command returns, so once the output streams are flushed, the process can end
+    at once with the command's exit code.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            _err(e.code)
+    if "tensorflow" in sys.modules and not os.environ.get("DLRECIPE_SLOW_EXIT"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

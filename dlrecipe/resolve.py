@@ -212,12 +212,14 @@ def build_layer(spec: dict[str, Any], path: str, defaults: dict[str, Any]) -> ke
     """
     kind, args = split_type(spec, path)
     args.pop("inputs", None)
-    defaults = resolve_defaults(defaults)
     from . import blocks
+    # Only the defaults this layer takes are resolved: an unused initializer would still draw a seed
+    # and shift every later layer's random numbers away from the same model written by hand.
     if kind in blocks.BLOCKS:
-        return blocks.build(kind, args, path, defaults)
+        accepted = blocks.accepted_args(kind)
+        return blocks.build(kind, args, path, resolve_defaults({k: v for k, v in defaults.items() if k in accepted}))
     cls = _by_name(kind, layer_classes(), path, "layer type" + _block_hint(kind), "https://keras.io/api/layers/")
-    merged = {**applicable_defaults(cls, defaults), **resolve_nested_args(args, path)}
+    merged = {**resolve_defaults(applicable_defaults(cls, defaults)), **resolve_nested_args(args, path)}
     return construct(cls, merged, path)
 
 

@@ -57,9 +57,20 @@ def check(cfg: dict[str, Any], path: str = "train.learning_rate") -> dict[str, A
     args = {**optional, **given}
     if name == "piecewise":
         b, v = args["boundaries_epochs"], args["values"]
-        if len(v) != len(b) + 1 or list(b) != sorted(b):
+        if list(b) != sorted(b):
+            raise RecipeError.one(join_path(path, "boundaries_epochs"), f"Received: boundaries_epochs={list(b)}. "
+                                  "Expected them in increasing order.")
+        if len(v) != len(b) + 1:
             raise RecipeError.one(join_path(path, "values"), f"Received {len(b)} boundaries and {len(v)} values. "
-                                  "Expected increasing boundaries_epochs and one more value than boundaries.")
+                                  "Expected one more value than boundaries.")
+        # The first value is the initial rate; `initial`, if written, must agree (warm-up ramps to it).
+        if args.get("initial") is None:
+            args["initial"] = v[0]
+        elif args["initial"] != v[0]:
+            raise RecipeError.one(join_path(path, "initial"), f"Received: initial={args['initial']}, but the "
+                                  f"piecewise schedule starts at values[0]={v[0]}. Remove initial or make them equal.")
+    elif args.get("initial") is None:
+        raise RecipeError.one(path, f"The {name} schedule needs initial (the learning rate it starts from).")
     if name in ("triangular", "one_cycle") and args["max"] <= args["initial"]:
         raise RecipeError.one(join_path(path, "max"), f"Received: max={args['max']}. Expected max > initial "
                               f"({args['initial']}).")

@@ -75,7 +75,7 @@ class LearningRate(Strict):
     """An epoch-based schedule of dlrecipe (see the format's table)."""
 
     schedule: str
-    initial: Annotated[float, Field(gt=0.0)]
+    initial: Annotated[float, Field(gt=0.0)] | None = None  # required by every schedule but piecewise
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
     final: Annotated[float, Field(ge=0.0)] | None = None
     factor: Annotated[float, Field(gt=0.0)] | None = None

@@ -28,11 +28,23 @@ def _test_split(recipe, run_dir: Path):
     return ds
 
 
-def evaluate_run(run: Path):
-    """Evaluate a run on its test split; writes metrics.json and plots. Returns (run_dir, metrics, paths)."""
+def evaluate_run(run: Path, model=None, dataset=None):
+    """Evaluate a run on its test split; writes metrics.json and plots. Returns (run_dir, metrics, paths).
+
+    ``model`` and ``dataset``, when given (``train --evaluate``), are the ones training just used,
+    so nothing is read again from disk.
+    """
     from .evaluate import evaluate, write_report
-    run_dir, recipe, meta, model = _open_run(run)
-    ds = _test_split(recipe, run_dir)
+    if model is None or dataset is None:
+        run_dir, recipe, meta, model = _open_run(run)
+        ds = _test_split(recipe, run_dir)
+    else:
+        run_dir = Path(run)
+        recipe = load_recipe(run_dir / runs.RECIPE).recipe
+        meta = runs.read_json(run_dir / runs.PREPROCESSING)
+        ds = dataset
+        if ds.x_test is None:
+            _test_split(recipe, run_dir)  # raises the no-test-split error
     metrics = evaluate(model, ds.x_test, ds.y_test, task=meta["task"], class_names=meta.get("class_names"),
                        batch_size=recipe.train.batch_size)
     written = write_report(run_dir, metrics)

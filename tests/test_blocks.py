@@ -333,3 +333,17 @@ def test_wrong_input_rank_is_a_clear_value_error(kind, args, shape, text):
     block = make(kind, args)  # constructible without knowing the input
     with pytest.raises(ValueError, match=text):
         keras.Sequential([keras.Input(shape), block])
+
+
+def test_grouped_convolution_split_per_group_equals_the_native_one():
+    from dlrecipe.blocks import GroupedConv2D
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 6, 8)).astype("float32")
+    native = keras.layers.Conv2D(4, 3, strides=2, padding="same", groups=4)
+    split = GroupedConv2D(4, 3, strides=2, padding="same", groups=4)
+    native.build(x.shape)
+    split.build(x.shape)
+    split.set_weights(native.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(split(x)), keras.ops.convert_to_numpy(native(x)),
+                               atol=1e-5)
+    assert split.kernel.shape == (3, 3, 2, 4)  # same weights as the native grouped layer: models stay compatible

@@ -184,7 +184,7 @@ def test_one_cycle_rises_to_max_at_30_percent_then_falls_to_final():
     ({"schedule": "piecewise", "initial": 0.1, "boundaries_epochs": [1, 2], "values": [0.1, 0.01]},
      "train.learning_rate.values", ["2 boundaries and 2 values", "one more value than boundaries"]),
     ({"schedule": "piecewise", "initial": 0.1, "boundaries_epochs": [3, 2], "values": [0.1, 0.01, 0.001]},
-     "train.learning_rate.values", ["increasing boundaries_epochs"]),
+     "train.learning_rate.boundaries_epochs", ["boundaries_epochs=[3, 2]", "increasing order"]),
     ({"schedule": "triangular", "initial": 0.1, "max": 0.1, "period_epochs": 2}, "train.learning_rate.max",
      ["Received: max=0.1. Expected max > initial (0.1)"]),
     ({"schedule": "one_cycle", "initial": 0.1, "max": 0.05}, "train.learning_rate.max", ["Expected max > initial"]),
@@ -235,3 +235,18 @@ def test_model_with_the_schedule_saves_and_loads_in_safe_mode(tmp_path):
         opt.iterations.assign(11)
     assert float(loaded.optimizer.learning_rate) == pytest.approx(float(model.optimizer.learning_rate))
     assert float(loaded.optimizer.learning_rate) == pytest.approx(reference("cosine", args, 11 / 4, 5))
+
+
+def test_piecewise_starts_at_its_first_value_and_refuses_a_different_initial():
+    from dlrecipe.errors import RecipeError
+    from dlrecipe.schedules import build
+    s = build({"schedule": "piecewise", "boundaries_epochs": [2], "values": [0.1, 0.01], "warmup_epochs": 1}, 10, 4)
+    # warm-up ramps to values[0], then the piecewise values follow
+    assert float(s(5)) == pytest.approx(0.05)
+    assert float(s(10)) == pytest.approx(0.1) and float(s(30)) == pytest.approx(0.01)
+    with pytest.raises(RecipeError) as info:
+        build({"schedule": "piecewise", "initial": 0.5, "boundaries_epochs": [2], "values": [0.1, 0.01]}, 10, 4)
+    assert info.value.problems[0].path == "train.learning_rate.initial" and "values[0]=0.1" in str(info.value)
+    with pytest.raises(RecipeError) as info:
+        build({"schedule": "cosine"}, 10, 4)
+    assert "needs initial" in str(info.value)
