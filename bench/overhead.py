@@ -68,7 +68,7 @@ train: {batch_size: 64, loss: sparse_categorical_crossentropy, metrics: [accurac
 """,
     "full": """
 seed: 42
-data: {source: fashion_mnist, validation_split: 0.1, normalize: standardize}
+data: {source: fashion_mnist, validation_split: 0.1, normalize: per_channel}
 model:
   defaults: {kernel_initializer: he_normal}
   layers:

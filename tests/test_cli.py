@@ -408,10 +408,13 @@ def test_help_and_structural_validation_do_not_import_tensorflow(tmp_path):
     assert "--resume" in proc.stdout and proc.stdout.strip().endswith("CLEAN")
 
 
-def test_the_same_recipe_trains_under_the_jax_backend(write_recipe, tmp_path):
+def test_the_same_recipe_with_blocks_and_a_schedule_trains_under_the_jax_backend(write_recipe, tmp_path):
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     out = tmp_path / "runs"
-    recipe = write_recipe(train={"epochs": 2, "learning_rate": {"schedule": "cosine", "initial": 0.01}})
+    layers = [{"type": "conv_bn_act", "filters": 4}, {"type": "residual", "filters": 8, "strides": 2},
+              {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
+    recipe = write_recipe(model={"layers": layers}, train={
+        "epochs": 2, "learning_rate": {"schedule": "one_cycle", "initial": 0.005, "max": 0.05}})
     proc = subprocess.run([DLRECIPE, "train", str(recipe), "--out", str(out), "--evaluate"], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
     assert proc.returncode == 0, proc.stderr
