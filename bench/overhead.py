@@ -43,6 +43,8 @@ from pathlib import Path
 
 import yaml
 
+from common import find_dlrecipe
+
 GOAL_RATIO = 1.05
 ROOT = Path(__file__).resolve().parent.parent
 HANDWRITTEN = Path(__file__).resolve().parent / "handwritten_cnn.py"
@@ -105,16 +107,6 @@ EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$", re.M)
 BAR_DONE = re.compile(r"(\d+)/(\d+) ━+ (\d+)s\b")
 ACCURACY = re.compile(r"^Test accuracy: ([0-9.]+)\s*$", re.M)
 FIT = re.compile(r"^BENCH_FIT_SECONDS: ([0-9.]+)\s*$", re.M)
-
-
-def find_dlrecipe() -> str:
-    beside = Path(sys.executable).parent / "dlrecipe"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("dlrecipe")
-    if not found:
-        sys.exit("dlrecipe is not installed next to this Python nor on PATH; run with .venv/bin/python.")
-    return found
 
 
 def make_recipe(variant: str, epochs: int, subset: int | None, folder: Path) -> Path:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import find_dlrecipe
 
 HELP_GOAL_S = 0.3
 FIRST_ERROR_GOAL_S = 1.0
@@ -98,16 +99,6 @@ EXPECTED_ERRORS = [
     ("negative train.epochs", "structural", re.compile(r"^error: train\.epochs\b")),
     ("unknown layer 'Dnse'", "keras", re.compile(r"^error: model\.layers\[2\]\.type\b.*Dnse")),
 ]
-
-
-def find_dlrecipe() -> str:
-    beside = Path(sys.executable).parent / "dlrecipe"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("dlrecipe")
-    if not found:
-        sys.exit("dlrecipe is not installed next to this Python nor on PATH; run with .venv/bin/python.")
-    return found
 
 
 def command_names() -> list[str]:
