@@ -52,14 +52,13 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
     layers = model.get("layers")
     if isinstance(layers, list):
         # Each layer is checked unless a structural problem already sits on it.
-        fine = [spec for i, spec in enumerate(layers) if isinstance(spec, dict) and isinstance(spec.get("type"), str)
-                and not _blocked(f"model.layers[{i}]", structural)]
-        index = {id(spec): i for i, spec in enumerate(layers)}
         seen = set()
-        for spec in fine:
-            items = _collect(problems, expand_layers, [spec], "model.layers") or []
-            for path, sub in items:
-                clean = path.split(" (copy")[0].replace("model.layers[0]", f"model.layers[{index[id(spec)]}]", 1)
+        for i, spec in enumerate(layers):
+            if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) \
+                    or _blocked(f"model.layers[{i}]", structural):
+                continue
+            for path, sub in _collect(problems, expand_layers, [spec], "model.layers", i) or []:
+                clean = path.split(" (copy")[0]
                 if clean in seen or _blocked(clean, structural):
                     continue
                 seen.add(clean)

@@ -23,23 +23,24 @@ from .schema import Recipe
 INPUT_NAME = "inputs"
 
 
-def expand_layers(layers: list[dict[str, Any]], path: str) -> list[tuple[str, dict[str, Any]]]:
+def expand_layers(layers: list[dict[str, Any]], path: str, start: int = 0) -> list[tuple[str, dict[str, Any]]]:
     """Flatten ``repeat`` into ``(path, spec)`` pairs.
 
     A named layer inside a repeat is named ``name`` in the first copy and ``name_2``, ``name_3``...
     in later ones; in nested repeats the copy numbers of every level are appended, innermost first,
     without trailing ``_1``s (``d``, ``d_2``, ``d_1_2``, ``d_2_2``), so names stay unique.
-    ``inputs:`` inside a copy refer to the layers of the same copy.
+    ``inputs:`` inside a copy refer to the layers of the same copy. ``start`` is the index of the
+    first of ``layers`` in the recipe (to expand one layer of a longer list).
     """
-    return [(p, _final_names(spec)) for p, spec in _expand(layers, path)]
+    return [(p, _final_names(spec)) for p, spec in _expand(layers, path, start)]
 
 
 _COPY = "\x00"  # marks copy numbers in names while repeats are expanded
 
 
-def _expand(layers: list[dict[str, Any]], path: str) -> list[tuple[str, dict[str, Any]]]:
+def _expand(layers: list[dict[str, Any]], path: str, start: int = 0) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
-    for i, spec in enumerate(layers):
+    for i, spec in enumerate(layers, start=start):
         here = join_path(path, i)
         if spec.get("type") != "repeat":
             out.append((here, spec))

@@ -213,9 +213,11 @@ class _Watcher(keras.callbacks.Callback):
             return
         logs.pop("learning_rate", None)
         self.rows.append({"epoch": epoch + 1, **logs, "learning_rate": self._lr})
+        # state.json is written last: it commits the epoch. A Ctrl-C between these writes leaves the
+        # previous epoch committed, and resume drops history rows beyond the committed epoch.
         save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT)
-        write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1})
         _write_history(self.run_dir / runs.HISTORY, self.rows)
+        write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1})
         self.last_epoch = epoch + 1
 
 
