@@ -23,9 +23,13 @@ def _test_split(recipe, run_dir: Path):
     seed_everything(recipe.seed, False)
     ds = datamod.load(recipe.data, recipe.seed)
     if ds.x_test is None:
-        raise RecipeError.one("data.test_split", f"The run {run_dir} has no test split: its data source has none and "
-                              "the recipe sets neither data.test_split nor data.test_path. Add one and train again.")
+        raise _no_test_split(run_dir)
     return ds
+
+
+def _no_test_split(run_dir: Path) -> RecipeError:
+    return RecipeError.one("data.test_split", f"The run {run_dir} has no test split: its data source has none and "
+                           "the recipe sets neither data.test_split nor data.test_path. Add one and train again.")
 
 
 def evaluate_run(run: Path, model=None, dataset=None):
@@ -44,7 +48,7 @@ def evaluate_run(run: Path, model=None, dataset=None):
         meta = runs.read_json(run_dir / runs.PREPROCESSING)
         ds = dataset
         if ds.x_test is None:
-            _test_split(recipe, run_dir)  # raises the no-test-split error
+            raise _no_test_split(run_dir)
     metrics = evaluate(model, ds.x_test, ds.y_test, task=meta["task"], class_names=meta.get("class_names"),
                        batch_size=recipe.train.batch_size)
     written = write_report(run_dir, metrics)
