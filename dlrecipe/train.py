@@ -12,7 +12,9 @@ import io
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,9 +109,12 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
                                                      profile_batch=0))
     validation = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else None
     try:
-        model.fit(dataset.x_train, dataset.y_train, batch_size=batch, epochs=recipe.train.epochs,
-                  initial_epoch=start_epoch, validation_data=validation, callbacks=callbacks, shuffle=True,
-                  verbose=verbose)
+        with _stop_on_sigint(watcher):
+            model.fit(dataset.x_train, dataset.y_train, batch_size=batch, epochs=recipe.train.epochs,
+                      initial_epoch=start_epoch, validation_data=validation, callbacks=callbacks, shuffle=True,
+                      verbose=verbose)
+        if watcher.interrupted:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         raise TrainingStopped(f"Interrupted after {watcher.last_epoch} finished epoch(s). The run keeps them: resume "
                               f"with `dlrecipe train --resume {run_dir}`.", run_dir, 130) from None
@@ -120,6 +125,31 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
                               run_dir, 1)
     save_model(model, run_dir / runs.MODEL)
     return Result(run_dir, watcher.rows, model, dataset)
+
+
+class _stop_on_sigint:
+    """Ctrl-C during ``fit`` asks the watcher to stop at the next batch end instead of raising mid-step.
+
+    A KeyboardInterrupt raised inside a compiled training step can be swallowed by the runtime (the
+    process then trains on); a flag checked between batches cannot. A second Ctrl-C raises at once.
+    """
+
+    def __init__(self, watcher: "_Watcher"):
+        self.watcher, self.previous = watcher, None
+
+    def _handler(self, signum, frame):
+        self.watcher.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv) -> None:
@@ -197,16 +227,22 @@ class _Watcher(keras.callbacks.Callback):
         self.rows = list(prior)
         self.last_epoch = prior[-1]["epoch"] if prior else 0
         self.nan_epoch: int | None = None
+        self.interrupted = False
         self._lr = float("nan")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.interrupted:
+            self.model.stop_training = True
         if logs and not math.isfinite(float(logs.get("loss", 0.0))):
             self.nan_epoch = self.last_epoch + 1
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.interrupted:  # a partial epoch: fit ends it early, but it must not be committed
+            self.model.stop_training = True
+            return
         logs = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
         if self.nan_epoch is not None or not all(math.isfinite(v) for v in logs.values()):
             self.nan_epoch = epoch + 1
