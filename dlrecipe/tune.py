@@ -67,7 +67,7 @@ class RecipeHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         recipe = self.trial_recipe(hp).recipe
         ds, stats = self.dataset(recipe)
-        recipe = finalize(recipe, ds.info.task)
+        recipe = finalize(recipe, ds.info.task, ds.info.n_classes)
         steps = max(1, math.ceil(len(ds.x_train) / recipe.train.batch_size))
         built = build_all(recipe, ds.info.input_shape, stats, task=ds.info.task, n_classes=ds.info.n_classes,
                           steps_per_epoch=steps)
