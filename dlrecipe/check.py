@@ -13,12 +13,13 @@ from typing import Any
 
 import keras
 
-from . import resolve, schedules
+from . import resolve, schedules, segmentation
 from .errors import Problem, RecipeError
 from .model import build_model, check_output, expand_layers
 from .schema import Recipe
 
-DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error"}
+DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error",
+                "segmentation": "sparse_categorical_crossentropy"}  # segmentation: per pixel, averaged
 DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mean_absolute_error"]}
 
 
@@ -103,14 +104,21 @@ class Built:
     callbacks: list[keras.callbacks.Callback]
 
 
-def finalize(recipe: Recipe, task: str) -> Recipe:
-    """The recipe with the task's default loss and metrics written in (nothing hidden)."""
+def finalize(recipe: Recipe, task: str, n_classes: int | None = None) -> Recipe:
+    """The recipe with the task's default loss and metrics written in (nothing hidden).
+
+    Segmentation's default metrics are pixel accuracy and, when ``n_classes`` is known,
+    ``{type: MeanIoU, num_classes: n, sparse_y_pred: false, name: mean_iou}``.
+    """
     train = recipe.train
     update = {}
     if train.loss is None:
         update["loss"] = DEFAULT_LOSS.get(task, "mean_squared_error")
     if train.metrics is None:
-        update["metrics"] = DEFAULT_METRICS.get(task, [])
+        if task == segmentation.SEGMENTATION:
+            update["metrics"] = segmentation.default_metrics(n_classes)
+        else:
+            update["metrics"] = DEFAULT_METRICS.get(task, [])
     if not update:
         return recipe
     return recipe.model_copy(update={"train": train.model_copy(update=update)})
@@ -124,7 +132,7 @@ def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any
     """
     problems: list[Problem] = []
     problems.extend(feature_problems(recipe))
-    recipe = finalize(recipe, task)
+    recipe = finalize(recipe, task, n_classes)
     train = recipe.train
     model = _collect(problems, build_model, recipe, input_shape, stats, paths)
     if model is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import segmentation
 from .errors import RecipeError
 from .schema import DataConfig
 
@@ -57,7 +58,7 @@ class DataInfo:
     Attributes:
         input_shape: the shape of one example, e.g. ``(28, 28, 1)``.
         input_dtype: the raw dtype of ``x`` as the source gives it, e.g. ``"uint8"``.
-        task: ``"classification"`` or ``"regression"``.
+        task: ``"classification"``, ``"regression"`` or ``"segmentation"``.
         class_names: one name per class index; ``None`` for regression.
         n_classes: ``len(class_names)``; ``None`` for regression.
     """
@@ -75,7 +76,8 @@ class Dataset:
 
     ``x`` arrays keep the source's dtype (normalization happens later). For
     classification ``y`` is int64 of shape ``(N,)`` holding class indices;
-    for regression it is float32 of shape ``(N,)`` or ``(N, k)``.
+    for regression it is float32 of shape ``(N,)`` or ``(N, k)``; for
+    segmentation it is int32 masks ``(N, H, W)`` (see ``dlrecipe.segmentation``).
 
     Attributes:
         info: the same facts ``peek`` returns.
@@ -153,10 +155,6 @@ def _check_source(cfg: DataConfig) -> None:
         raise RecipeError.one("data.source", f"Received: source={cfg.source!r}. This version of dlrecipe reads "
                               f"fashion_mnist and npz; csv, image_dir and tfds are planned. "
                               f"{_PLANNED_SOURCES[cfg.source]}")
-    if cfg.task == "segmentation":
-        raise RecipeError.one("data.task", "Received: task='segmentation'. Segmentation is planned but not yet "
-                              "supported; this version trains classification and regression. Use task: "
-                              "classification or task: regression, or leave task unset to infer it from the labels.")
     if cfg.source == "fashion_mnist":
         if cfg.test_path is not None:
             raise RecipeError.one("data.test_path", f"Received: test_path={cfg.test_path!r}. test_path is not "
@@ -230,7 +228,8 @@ def _to_str(y: np.ndarray) -> np.ndarray:
     return np.char.decode(y, "utf-8") if y.dtype.kind == "S" else y
 
 
-def _infer_labels(cfg: DataConfig, y: np.ndarray, names: np.ndarray | None, origin: str, where: str) -> _Labels:
+def _infer_labels(cfg: DataConfig, y: np.ndarray, names: np.ndarray | None, origin: str, where: str,
+                  masks: bool = False) -> _Labels:
     """Decide the task and the class names from the (full) training labels.
 
     Args:
@@ -239,7 +238,12 @@ def _infer_labels(cfg: DataConfig, y: np.ndarray, names: np.ndarray | None, orig
         names: the optional ``class_names`` array of the file.
         origin: the file, for messages.
         where: the recipe path of ``y_train``.
+        masks: the labels are masks whose shapes were checked (see ``_mask_task``): task segmentation.
     """
+    if masks:
+        indices = segmentation.mask_indices(y, "y_train", origin, where)
+        return _Labels("segmentation", _index_classes(int(indices.max()) + 1 if indices.size else 0, names, origin),
+                       "mask")
     y = _as_1d_or_2d(y, "y_train", origin, where)
     kind = _label_kind(y, "y_train", origin, where)
     if cfg.task == "regression" or (cfg.task is None and kind == "float" and not _is_one_hot(y)):
@@ -315,7 +319,12 @@ def _names_list(names: np.ndarray, origin: str) -> list[str]:
 
 
 def _encode(labels: _Labels, y: np.ndarray, name: str, origin: str, where: str) -> np.ndarray:
-    """Turn stored labels into targets: int64 class indices, or float32 for regression."""
+    """Turn stored labels into targets: int64 class indices, float32 for regression, int32 masks."""
+    if labels.task == "segmentation":  # shapes were checked from the headers (_mask_task)
+        assert labels.n_classes is not None
+        masks = segmentation.mask_indices(y, name, origin, where)
+        segmentation.check_index_range(masks, labels.n_classes, name, origin, where)
+        return masks
     y = _as_1d_or_2d(y, name, origin, where)
     kind = _label_kind(y, name, origin, where)
     if labels.task == "regression":
@@ -493,8 +502,8 @@ def _fashion_info(shapes: dict[str, tuple[int, ...]]) -> DataInfo:
 
 
 def _check_fashion_task(cfg: DataConfig) -> None:
-    if cfg.task == "regression":
-        raise RecipeError.one("data.task", "Received: task='regression', but Fashion-MNIST labels are 10 clothing "
+    if cfg.task in ("regression", "segmentation"):
+        raise RecipeError.one("data.task", f"Received: task={cfg.task!r}, but Fashion-MNIST labels are 10 clothing "
                               "classes. Expected task: classification. Fix: remove task or set it to classification.")
 
 
@@ -762,12 +771,28 @@ def _npz_info(plan: _NpzPlan, labels: _Labels) -> DataInfo:
                     class_names=labels.class_names, n_classes=labels.n_classes)
 
 
+def _mask_task(cfg: DataConfig, plan: _NpzPlan) -> bool:
+    """True when the labels are masks (task segmentation), whose shapes are then checked from the headers.
+
+    Masks are inferred from their shape when ``data.task`` is unset (see ``dlrecipe.segmentation``).
+    """
+    y_shape, _ = plan.train.npz.header(plan.train.y_key)
+    if not (cfg.task == "segmentation" or (cfg.task is None and segmentation.is_mask_shape(y_shape))):
+        return False
+    for pair in (plan.train, plan.test):
+        if pair is not None:
+            segmentation.check_mask_shape(pair.npz.header(pair.x_key)[0], pair.npz.header(pair.y_key)[0],
+                                          x_key=pair.x_key, y_key=pair.y_key, origin=str(pair.npz.path),
+                                          where=pair.y_where)
+    return True
+
+
 def _peek_npz(cfg: DataConfig) -> DataInfo:
     plan = _plan_npz(cfg)
     try:
         train = plan.train
         labels = _infer_labels(cfg, train.npz.array(train.y_key), _class_names_array(train.npz),
-                               str(train.npz.path), train.y_where)
+                               str(train.npz.path), train.y_where, _mask_task(cfg, plan))
         return _npz_info(plan, labels)
     finally:
         plan.close()
@@ -779,7 +804,7 @@ def _load_npz(cfg: DataConfig) -> _Raw:
         tr = plan.train
         origin = str(tr.npz.path)
         y_raw = tr.npz.array(tr.y_key)
-        labels = _infer_labels(cfg, y_raw, _class_names_array(tr.npz), origin, tr.y_where)
+        labels = _infer_labels(cfg, y_raw, _class_names_array(tr.npz), origin, tr.y_where, _mask_task(cfg, plan))
         y_train = _encode(labels, y_raw, tr.y_key, origin, tr.y_where)
         del y_raw
         x_train = tr.npz.array(tr.x_key)

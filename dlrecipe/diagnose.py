@@ -393,7 +393,7 @@ def inspect_init(loaded: LoadedRecipe, batch: int = 256) -> InitReport:
     dataset = datamod.load(recipe.data, recipe.seed)
     info = dataset.info
     stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
-    recipe = finalize(recipe, info.task)
+    recipe = finalize(recipe, info.task, info.n_classes)
     steps = max(1, math.ceil(len(dataset.x_train) / recipe.train.batch_size))
     paths: dict[str, str] = {}
     built = build_all(recipe, info.input_shape, stats, task=info.task, n_classes=info.n_classes,

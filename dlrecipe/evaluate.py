@@ -4,7 +4,10 @@
 model was compiled with at top level (``loss``, ``accuracy``, ...), plus, for
 classification, per-class precision/recall/F1/support, macro F1 and the
 confusion matrix (rows = true class, columns = predicted class), and, for
-regression, MAE, RMSE and R². The extra metrics are computed with NumPy from the
+regression, MAE, RMSE and R². For segmentation every test pixel counts as an
+example: ``accuracy`` is the pixel accuracy, the per-class report and the
+confusion matrix count pixels, and ``per_class[name]["iou"]`` and ``mean_iou``
+are added (see ``dlrecipe.segmentation``). The extra metrics are computed with NumPy from the
 model's predictions; no scikit-learn.
 
 JSON has no NaN: a value that is not finite (a diverged loss) is written as
@@ -29,7 +32,8 @@ from .yamlio import write_json
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
-TASKS = (CLASSIFICATION, REGRESSION)
+SEGMENTATION = "segmentation"
+TASKS = (CLASSIFICATION, REGRESSION, SEGMENTATION)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -79,6 +83,10 @@ def evaluate(model, x_test, y_test, *, task: str, class_names: list[str] | None,
         y_pred = predicted_classes(predictions)
         names = _class_names(class_names, predictions, y_true)
         metrics.update(classification_report(y_true, y_pred, names))
+    elif task == SEGMENTATION:
+        from . import segmentation
+        names = _class_names(class_names, predictions.reshape(-1, predictions.shape[-1]), y.reshape(-1))
+        metrics.update(segmentation.report(y, segmentation.predicted_masks(predictions), names))
     else:
         metrics.update(regression_report(y, predictions))
     return metrics
@@ -367,7 +375,7 @@ def save_figure(fig, path: Path) -> None:
 # --------------------------------------------------------------------------- console
 
 
-_FIRST = ("loss", "accuracy", "macro_f1", "mae", "rmse", "r2")
+_FIRST = ("loss", "accuracy", "mean_iou", "macro_f1", "mae", "rmse", "r2")
 
 
 def print_summary(metrics: dict, console) -> None:
@@ -388,12 +396,13 @@ def print_summary(metrics: dict, console) -> None:
     console.print(overall)
     per_class = metrics.get("per_class")
     if per_class:
-        table = Table(title="Per class")
-        for column in ("class", "precision", "recall", "F1", "support"):
+        iou = all("iou" in row for row in per_class.values())  # segmentation: pixels, with IoU
+        table = Table(title="Per class" + (" (pixels)" if iou else ""))
+        for column in ("class", "precision", "recall", "F1", *(["IoU"] if iou else []), "support"):
             table.add_column(column, justify="left" if column == "class" else "right")
         for name, row in per_class.items():
             table.add_row(str(name), _format(row["precision"]), _format(row["recall"]), _format(row["f1"]),
-                          str(row["support"]))
+                          *([_format(row["iou"])] if iou else []), str(row["support"]))
         console.print(table)
 
 

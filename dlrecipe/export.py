@@ -9,7 +9,9 @@ What is written, under ``<run>/export/``:
     them to float32, runs the model (preprocessing included) and returns
     ``probabilities`` (float32), ``class_id`` (int64, the argmax; a single
     sigmoid unit is thresholded at 0.5) and, when class names are known,
-    ``class_name`` (string); for regression it returns ``predictions``. The
+    ``class_name`` (string); for regression it returns ``predictions``; for
+    segmentation ``probabilities`` (N, H, W, classes) and ``class_id`` (N, H, W),
+    without per-pixel names (the names are in ``verification.json``). The
     graph holds every layer (dlrecipe's custom layers included, traced by
     ExportArchive), so it loads with ``tf.saved_model.load`` in a Python that
     has TensorFlow but neither dlrecipe nor Keras. A second signature,
@@ -76,6 +78,7 @@ INPUT_NAME = "inputs"
 PREPROCESSING_PREFIX = "preprocessing_"
 TOLERANCE = 1e-4
 CHECK_BATCH = 64
+CATEGORICAL = ("classification", "segmentation")  # tasks served as probabilities and class ids
 
 
 @dataclass(frozen=True)
@@ -173,9 +176,10 @@ def check_formats(formats) -> list[str]:
 
 def _task_from_run(run_dir: Path) -> str:
     task = runs.read_json(Path(run_dir) / runs.PREPROCESSING).get("task")
-    if task not in ("classification", "regression"):
+    if task not in ("classification", "regression", "segmentation"):
         raise RecipeError.one(str(Path(run_dir) / runs.PREPROCESSING), f"Received task={task!r}. Expected "
-                              "'classification' or 'regression'; the run folder is damaged. Train it again.")
+                              "'classification', 'regression' or 'segmentation'; the run folder is damaged. "
+                              "Train it again.")
     return task
 
 
@@ -183,10 +187,10 @@ def _check_output(model, task: str, class_names) -> None:
     if len(model.outputs) != 1:
         raise RecipeError.one("export", f"Received a model with {len(model.outputs)} outputs. Expected one output "
                               "(probabilities or values); export supports single-output models only.")
-    if task != "classification" or class_names is None:
+    if task not in CATEGORICAL or class_names is None:
         return
     units = model.outputs[0].shape[-1]
-    expected = 2 if units == 1 else units
+    expected = 2 if units == 1 and task == "classification" else units
     if len(class_names) != expected:
         raise RecipeError.one("export.class_names", f"Received {len(class_names)} class names, but the model "
                               f"predicts {expected} classes. Expected one name per class, in label order; fix "
@@ -327,8 +331,10 @@ def serving_outputs(outputs, task: str, class_names: list[str] | None) -> dict:
     """The signature's outputs from the model's float32 outputs (a traced TensorFlow function body)."""
     import tensorflow as tf
 
-    if task != "classification":
+    if task not in CATEGORICAL:
         return {"predictions": outputs}
+    if task == "segmentation":  # per pixel: (N, H, W, C) -> (N, H, W)
+        return {"probabilities": outputs, "class_id": tf.argmax(outputs, axis=-1, output_type=tf.int64)}
     if outputs.shape[-1] == 1:
         class_id = tf.cast(outputs[:, 0] > 0.5, tf.int64)
     else:
@@ -379,7 +385,7 @@ def run_keras(path: Path, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
     from .runs import register_layers
     register_layers()
     model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
-    key = "probabilities" if task == "classification" else "predictions"
+    key = "probabilities" if task in CATEGORICAL else "predictions"
     return {key: _predict(model, x.astype(np.float32))}
 
 
@@ -413,7 +419,7 @@ def compare(fmt: str, outputs: dict[str, np.ndarray], expected: np.ndarray, *, t
     Raises:
         RecipeError: at ``export.formats`` when the export does not reproduce the model.
     """
-    key = "probabilities" if task == "classification" else "predictions"
+    key = "probabilities" if task in CATEGORICAL else "predictions"
     got = np.asarray(outputs[key], dtype=np.float32).reshape(expected.shape)
     diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
     if not np.isfinite(diff) or diff > TOLERANCE:
@@ -421,7 +427,22 @@ def compare(fmt: str, outputs: dict[str, np.ndarray], expected: np.ndarray, *, t
                        f"on {len(expected)} test examples")
     if task == "classification":
         _check_classes(fmt, outputs, expected, class_names)
+    elif task == "segmentation":
+        _check_pixel_classes(fmt, outputs, expected)
     return diff
+
+
+def _check_pixel_classes(fmt: str, outputs: dict[str, np.ndarray], expected: np.ndarray) -> None:
+    """Every pixel's served class is the model's (or ties with it within the tolerance)."""
+    scores = expected.reshape(-1, expected.shape[-1])
+    ids = outputs.get("class_id", np.argmax(np.asarray(outputs["probabilities"]), axis=-1))
+    ids = np.asarray(ids).reshape(-1).astype(np.int64)
+    if len(ids) != len(scores):
+        _mismatch(fmt, f"its class_id has {len(ids)} values, expected one per pixel ({len(scores)})")
+    wrong = scores[np.arange(len(scores)), ids] < scores.max(axis=1) - TOLERANCE
+    if wrong.any():
+        _mismatch(fmt, f"it predicts another class than the trained model for {int(wrong.sum())} of "
+                       f"{len(scores)} pixels of {len(expected)} test images")
 
 
 def _check_classes(fmt: str, outputs: dict[str, np.ndarray], expected: np.ndarray, class_names) -> None:
@@ -478,6 +499,8 @@ def _verification(served: Served, task: str, class_names, include_preprocessing:
                   diffs: dict[str, float]) -> dict:
     if task == "classification":
         outputs = ["probabilities", "class_id"] + (["class_name"] if class_names is not None else [])
+    elif task == "segmentation":
+        outputs = ["probabilities", "class_id"]
     else:
         outputs = ["predictions"]
     return {
@@ -486,6 +509,7 @@ def _verification(served: Served, task: str, class_names, include_preprocessing:
         "n_checked": int(len(served.check_inputs)),
         "include_preprocessing": bool(include_preprocessing),
         "task": task,
+        **({"class_names": [str(c) for c in class_names]} if task == "segmentation" and class_names else {}),
         "signature": {
             "name": SERVING,
             "input": {"name": INPUT_NAME, "shape": [None, *served.shape], "dtype": served.dtype},

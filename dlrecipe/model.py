@@ -173,7 +173,14 @@ def _sources(names: Any, outputs: dict[str, Any], path: str) -> Any:
 
 
 def check_output(model: keras.Model, n_classes: int | None, task: str, path: str) -> None:
-    """The last layer must produce one value per class (classification) or one per target."""
+    """The last layer must produce one value per class (classification) or one per target.
+
+    For segmentation, one score per class and pixel at the input's height and width.
+    """
+    if task == "segmentation":
+        from .segmentation import check_output as check_segmentation_output
+        check_segmentation_output(model, n_classes, path)
+        return
     width = model.output.shape[-1]
     if task == "classification" and n_classes and width != n_classes and not (n_classes == 2 and width == 1):
         raise RecipeError.one(path, f"The model ends with {width} output(s) per example, but the data has {n_classes} "

@@ -80,7 +80,7 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     if resume is None:
         check_writable(out)
     stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
-    recipe = finalize(recipe, info.task)
+    recipe = finalize(recipe, info.task, info.n_classes)
     batch = recipe.train.batch_size
     steps = max(1, math.ceil(len(dataset.x_train) / batch))
     rt = make_runtime(cfg)

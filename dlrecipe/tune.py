@@ -67,7 +67,7 @@ class RecipeHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         recipe = self.trial_recipe(hp).recipe
         ds, stats = self.dataset(recipe)
-        recipe = finalize(recipe, ds.info.task)
+        recipe = finalize(recipe, ds.info.task, ds.info.n_classes)
         steps = max(1, math.ceil(len(ds.x_train) / recipe.train.batch_size))
         built = build_all(recipe, ds.info.input_shape, stats, task=ds.info.task, n_classes=ds.info.n_classes,
                           steps_per_epoch=steps)
@@ -99,10 +99,12 @@ def build_all_callbacks(recipe) -> list:
 
 def _objective(cfg) -> Any:
     obj = cfg.tune.objective
+    if isinstance(obj, str) and obj.removeprefix("val_") == "mean_iou":  # segmentation's default metric:
+        return kt.Objective(obj, direction="max")  # KerasTuner cannot infer its direction
     return obj if isinstance(obj, str) else kt.Objective(obj.name, direction=obj.direction)
 
 
-def _check_objective(recipe, task: str) -> None:
+def _check_objective(recipe, task: str, n_classes: int | None = None) -> None:
     obj = recipe.tune.objective
     name = obj if isinstance(obj, str) else obj.name
     base = name.removeprefix("val_")
@@ -110,7 +112,8 @@ def _check_objective(recipe, task: str) -> None:
         raise RecipeError.one("tune.objective", f"Received: objective={name!r}, but data.validation_split is 0, so "
                               "there is no validation data. Set data.validation_split (e.g. 0.1) or use a training "
                               "metric.")
-    metrics = recipe.train.metrics if recipe.train.metrics is not None else finalize(recipe, task).train.metrics
+    metrics = recipe.train.metrics if recipe.train.metrics is not None else \
+        finalize(recipe, task, n_classes).train.metrics
     logged = {"loss"} | {m for m in metrics if isinstance(m, str)} | {"acc" if m == "accuracy" else m for m in metrics
                                                                     if isinstance(m, str)}
     if base not in logged and all(isinstance(m, str) for m in metrics):
@@ -162,7 +165,7 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
     seed_everything(recipe.seed, recipe.runtime.deterministic)
     folder = Path(out) / recipe.name / "tune"
     info = datamod.peek(recipe.data)
-    _check_objective(recipe, info.task)
+    _check_objective(recipe, info.task, info.n_classes)
     hypermodel = RecipeHyperModel(loaded, folder / "trial_log.json")
     # Build the recipe at its defaults first: every error is reported before any trial runs.
     rt = make_runtime(recipe.runtime)

@@ -52,6 +52,9 @@ def evaluate_run(run: Path, model=None, dataset=None):
     metrics = evaluate(model, ds.x_test, ds.y_test, task=meta["task"], class_names=meta.get("class_names"),
                        batch_size=recipe.train.batch_size)
     written = write_report(run_dir, metrics)
+    if meta["task"] == "segmentation":
+        from .segmentation import write_examples
+        written.append(write_examples(run_dir, model, ds.x_test, ds.y_test, list(metrics["per_class"])))
     return run_dir, metrics, written
 
 

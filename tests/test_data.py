@@ -102,10 +102,13 @@ def test_planned_sources_are_clear_errors(source):
     error_of(data.load, make_cfg(source=source), 0)
 
 
-def test_segmentation_is_planned(tmp_path):
-    path = write_npz(tmp_path, x_train=tracked(4), y_train=np.arange(4))
+def test_task_segmentation_needs_masks_of_the_images_size(tmp_path):
+    path = write_npz(tmp_path, x_train=np.zeros((4, 5, 6, 1), np.uint8), y_train=np.arange(4))
     err = error_of(data.load, make_cfg(path=path, task="segmentation"), 0)
-    assert err.problems[0].path == "data.task" and "planned" in str(err)
+    msg = " ".join(str(err).split())
+    assert err.problems[0].path == "data.path" and str(path) in msg
+    assert "masks 'y_train'" in msg and "of shape (4,)" in msg and "masks of shape (4, 5, 6)" in msg
+    assert "set data.task to classification or regression" in msg
 
 
 # --------------------------------------------------------------------------- fashion_mnist
@@ -190,8 +193,9 @@ def test_fashion_mnist_rejects_test_path_test_split_and_keys(tmp_path):
     assert err.problems[0].path == "data.test_split" and "already has a test split" in str(err)
     err = error_of(data.peek, make_cfg(**base, keys={"x_train": "a"}))
     assert err.problems[0].path == "data.keys"
-    err = error_of(data.peek, make_cfg(**base, task="regression"))
-    assert err.problems[0].path == "data.task"
+    for task in ("regression", "segmentation"):
+        err = error_of(data.peek, make_cfg(**base, task=task))
+        assert err.problems[0].path == "data.task" and "Expected task: classification" in str(err)
 
 
 def test_fashion_mnist_subset_larger_than_the_data(tmp_path):
