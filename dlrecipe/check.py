@@ -173,11 +173,13 @@ def feature_problems(recipe: Recipe) -> list[Problem]:
             add(f"data.augment[{i}].type", f"Received: type='{kind}'. dlrecipe's own augmentations (random_erasing, "
                 f"mixup, ...) are {PLANNED.split(' but')[0]}; use a Keras augmentation layer (RandomFlip, "
                 "RandomTranslation, RandomRotation, RandomZoom, RandomContrast, ...).")
-    if t.ensemble != 1:
-        add("train.ensemble", f"Received: ensemble={t.ensemble}. Ensembles {PLANNED}; remove it or set 1.")
-    if t.cross_validation not in (0, 1):
-        add("train.cross_validation", f"Received: cross_validation={t.cross_validation}. Cross-validation {PLANNED}; "
-            "remove it or set 0.")
+    if t.cross_validation == 1:
+        add("train.cross_validation", "Received: cross_validation=1. k-fold cross-validation needs k >= 2 folds; "
+            "set 0 to train one model, or k >= 2 (e.g. 5).")
+    if t.ensemble > 1 and t.cross_validation > 1:
+        add("train.cross_validation", f"Received: cross_validation={t.cross_validation} with ensemble={t.ensemble}. "
+            "A run is an ensemble or a cross-validation, not both: cross-validate the single model (ensemble: 1), "
+            "then train the ensemble with cross_validation: 0.")
     has_schedule = isinstance(t.learning_rate, dict) or hasattr(t.learning_rate, "schedule")
     for i, cb in enumerate(t.callbacks):
         if cb.get("type") == "ReduceLROnPlateau" and has_schedule:

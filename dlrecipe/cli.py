@@ -165,6 +165,9 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
     if (recipe is None) == (resume is None):
         raise RecipeError.one("RECIPE", "Give a recipe to train, or --resume RUN to continue a run (not both).")
     loaded = load_recipe(recipe, sets) if resume is None else _train_module().load_for_resume(resume, sets)
+    if evaluate_after and loaded.recipe.train.cross_validation > 1:
+        raise RecipeError.one("--evaluate", "A cross-validation run has no model to evaluate: it reports each "
+                              "fold's validation metrics (cv.json). Leave out --evaluate.")
     trainmod = _train_module()
     try:
         with recipe_lines(loaded.lines):
@@ -172,9 +175,13 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
     except trainmod.TrainingStopped as e:
         _err(str(e))
         raise typer.Exit(e.exit_code) from None
-    last = result.history[-1] if result.history else {}
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k not in ("epoch", "learning_rate"))
-    typer.echo(f"Trained {loaded.recipe.name}: {shown}")
+    if hasattr(result, "kind"):  # an ensemble or a cross-validation
+        from .ensemble import print_group
+        print_group(result, _console())
+    else:
+        last = result.history[-1] if result.history else {}
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k not in ("epoch", "learning_rate"))
+        typer.echo(f"Trained {loaded.recipe.name}: {shown}")
     typer.echo(f"Run folder: {result.run_dir}")
     if evaluate_after:
         _evaluate(result.run_dir, model=result.model, dataset=result.dataset)
@@ -199,6 +206,9 @@ def _evaluate(run: Path, model=None, dataset=None) -> None:
     from .evaluate import print_summary
     run_dir, metrics, written = evaluate_run(run, model=model, dataset=dataset)
     print_summary(metrics, _console())
+    if metrics.get("members"):
+        from .ensemble import print_members
+        print_members(metrics, _console())
     typer.echo(f"Wrote {', '.join(str(p.relative_to(run_dir)) for p in written)} in {run_dir}")
     if "accuracy" in metrics:
         typer.echo(f"Test accuracy: {metrics['accuracy']:.4f}")

@@ -12,6 +12,10 @@ Layout (``runs/<name>/<timestamp>/``)::
     plots/               curves, confusion matrix
     tensorboard/         TensorBoard logs
     export/              written by export
+
+An ensemble keeps each member in ``members/<i>/`` (its own history.csv, checkpoints/, model.keras) and
+``model.keras`` is the averaging ensemble; a cross-validation run keeps its folds in ``folds/<i>/`` and
+its report in cv.json and cv.csv, and has no model.keras (see ``dlrecipe.ensemble``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ def find_run(path: Path, need: str = MODEL) -> Path:
     path = Path(path)
     if (path / RECIPE).is_file() and (path / need).exists():
         return path
+    if (path / RECIPE).is_file() and (path / "folds").is_dir():
+        raise RecipeError.one(str(path), f"This is a cross-validation run: it estimates how well the recipe "
+                              f"generalizes (cv.json) and has no {need}. Train the recipe with --set "
+                              "train.cross_validation=0 for a model to evaluate or export.")
     if (path / RECIPE).is_file():
         raise RecipeError.one(str(path), f"This run has no {need}. It has not finished training: resume it with "
                               f"`dlrecipe train --resume {path}`.")

@@ -67,11 +67,17 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
           verbose: int | str = "auto") -> Result:
     """Train ``loaded`` into a new run folder under ``out`` (or continue the run ``resume``).
 
+    A recipe with ``train.ensemble`` > 1 or ``train.cross_validation`` > 1 trains several models in one
+    run folder (see ``dlrecipe.ensemble``), each with ``fit_unit`` below.
+
     Raises:
         RecipeError: bad input, before anything is written.
         TrainingStopped: interrupted or NaN; the run folder keeps its last good epoch.
     """
     recipe = loaded.recipe
+    if recipe.train.ensemble > 1 or recipe.train.cross_validation > 1:
+        from .ensemble import train_group
+        return train_group(loaded, out, argv, resume=resume, verbose=verbose)
     cfg = recipe.runtime
     set_precision(cfg.mixed_precision)
     seed_everything(recipe.seed, cfg.deterministic)
@@ -81,50 +87,100 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
         check_writable(out)
     stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
     recipe = finalize(recipe, info.task, info.n_classes)
-    batch = recipe.train.batch_size
-    steps = max(1, math.ceil(len(dataset.x_train) / batch))
     rt = make_runtime(cfg)
+    run_dir = resume or runs.new_run_dir(out, recipe.name)
+
+    def start() -> None:
+        if resume is None:
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv)
+        else:
+            write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
+
+    unit = Unit(run_dir, recipe.seed, dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val, stats)
+    model, rows = fit_unit(recipe, rt, info, unit, run_dir=run_dir, resume=resume is not None, on_start=start,
+                           verbose=verbose)
+    return Result(run_dir, rows, model, dataset)
+
+
+@dataclass
+class Unit:
+    """One model to fit: a single run, an ensemble member or a cross-validation fold.
+
+    Attributes:
+        work_dir: where its checkpoints/, history.csv, tensorboard/ and model.keras go.
+        seed: the seed of its weights, shuffling and dropout.
+        x_train, y_train, x_val, y_val: its data (``x_val`` None: no validation).
+        stats: the normalization fitted on its ``x_train``.
+        label: names it in messages (``"member 2 of 3"``); empty for a single run.
+    """
+
+    work_dir: Path
+    seed: int
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+    stats: dict
+    label: str = ""
+
+
+def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_start, verbose: int | str = "auto"
+             ) -> tuple[keras.Model, list[dict[str, Any]]]:
+    """Build (or restore from ``unit.work_dir``'s checkpoint) and fit one model; save its model.keras.
+
+    ``recipe`` is finalized (loss and metrics written in). ``on_start()`` is called once the model is
+    built, before anything is written, to create the run folder. ``run_dir`` is the folder that
+    ``--resume`` takes, named in the messages.
+
+    Returns:
+        The fitted model and its history rows.
+
+    Raises:
+        RecipeError: bad input, before ``on_start``; or nothing left to train.
+        TrainingStopped: interrupted or NaN; ``unit.work_dir`` keeps its last good epoch.
+    """
+    cfg = recipe.runtime
+    seed_everything(unit.seed, cfg.deterministic)
+    batch = recipe.train.batch_size
+    steps = max(1, math.ceil(len(unit.x_train) / batch))
     with rt.scope:
-        built = build_all(recipe, info.input_shape, stats, task=info.task, n_classes=info.n_classes,
+        built = build_all(recipe, info.input_shape, unit.stats, task=info.task, n_classes=info.n_classes,
                           steps_per_epoch=steps)
         start_epoch, prior = 0, []
-        if resume is not None:
-            model, start_epoch, prior = _restore(resume)
+        if resume:
+            model, start_epoch, prior = _restore(unit.work_dir)
         else:
             model = built.model
             model.compile(optimizer=built.optimizer, loss=built.loss, metrics=built.metrics,
                           jit_compile=cfg.jit_compile, steps_per_execution=recipe.train.steps_per_execution)
     if start_epoch >= recipe.train.epochs:
-        raise RecipeError.one(str(resume), f"This run already finished its {recipe.train.epochs} epochs. To train "
+        raise RecipeError.one(str(run_dir), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
-    run_dir = resume or runs.new_run_dir(out, recipe.name)
-    if resume is None:
-        _write_start(run_dir, loaded, recipe, info, stats, rt, argv)
-    else:
-        write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
-    watcher = _Watcher(run_dir, prior)
+    on_start()
+    watcher = _Watcher(unit.work_dir, prior)
     callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN()]
     if keras.backend.backend() == "tensorflow":
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD), write_graph=False,
+        callbacks.append(keras.callbacks.TensorBoard(str(unit.work_dir / runs.TENSORBOARD), write_graph=False,
                                                      profile_batch=0))
-    validation = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else None
+    validation = (unit.x_val, unit.y_val) if unit.x_val is not None else None
+    where = f" ({unit.label})" if unit.label else ""
     try:
         with _stop_on_sigint(watcher):
-            model.fit(dataset.x_train, dataset.y_train, batch_size=batch, epochs=recipe.train.epochs,
+            model.fit(unit.x_train, unit.y_train, batch_size=batch, epochs=recipe.train.epochs,
                       initial_epoch=start_epoch, validation_data=validation, callbacks=callbacks, shuffle=True,
                       verbose=verbose)
         if watcher.interrupted:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
-        raise TrainingStopped(f"Interrupted after {watcher.last_epoch} finished epoch(s). The run keeps them: resume "
-                              f"with `dlrecipe train --resume {run_dir}`.", run_dir, 130) from None
+        raise TrainingStopped(f"Interrupted after {watcher.last_epoch} finished epoch(s){where}. The run keeps them: "
+                              f"resume with `dlrecipe train --resume {run_dir}`.", run_dir, 130) from None
     if watcher.nan_epoch is not None:
-        raise TrainingStopped(f"The loss became NaN in epoch {watcher.nan_epoch}; training stopped. The run keeps "
-                              f"epoch {watcher.last_epoch}. Lower the learning rate (or add clipnorm to the optimizer)"
-                              f" and resume with `dlrecipe train --resume {run_dir} --set train.learning_rate=...`.",
-                              run_dir, 1)
-    save_model(model, run_dir / runs.MODEL)
-    return Result(run_dir, watcher.rows, model, dataset)
+        raise TrainingStopped(f"The loss became NaN in epoch {watcher.nan_epoch}{where}; training stopped. The run "
+                              f"keeps epoch {watcher.last_epoch}. Lower the learning rate (or add clipnorm to the "
+                              f"optimizer) and resume with `dlrecipe train --resume {run_dir} --set "
+                              "train.learning_rate=...`.", run_dir, 1)
+    save_model(model, unit.work_dir / runs.MODEL)
+    return model, watcher.rows
 
 
 class _stop_on_sigint:
@@ -152,7 +208,8 @@ class _stop_on_sigint:
         return False
 
 
-def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv) -> None:
+def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv) -> None:
+    """Create the run folder and write recipe.yaml, environment.json and preprocessing.json."""
     try:
         run_dir.mkdir(parents=True)
     except OSError as e:
@@ -177,10 +234,15 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
     if not (run_dir / runs.RECIPE).is_file():
         raise RecipeError.one(str(run_dir), "Not a run folder (no recipe.yaml). Give the folder that "
                               "`dlrecipe train` printed, e.g. runs/<name>/<timestamp>.")
+    loaded = load_recipe(run_dir / runs.RECIPE, overrides)
+    if loaded.recipe.train.ensemble > 1 or loaded.recipe.train.cross_validation > 1:
+        from .ensemble import check_resume  # members (folds) without a checkpoint start afresh
+        check_resume(run_dir, loaded)
+        return loaded
     if not (run_dir / runs.STATE).is_file() or not (run_dir / runs.LAST_CHECKPOINT).is_file():
         raise RecipeError.one(str(run_dir), "This run has no checkpoint yet (it stopped before its first epoch "
                               "ended). Train the recipe again instead.")
-    return load_recipe(run_dir / runs.RECIPE, overrides)
+    return loaded
 
 
 def save_model(model: keras.Model, path: Path) -> None:

@@ -51,10 +51,15 @@ def evaluate_run(run: Path, model=None, dataset=None):
             raise _no_test_split(run_dir)
     metrics = evaluate(model, ds.x_test, ds.y_test, task=meta["task"], class_names=meta.get("class_names"),
                        batch_size=recipe.train.batch_size)
+    if recipe.train.ensemble > 1:
+        from .ensemble import member_metrics, member_plots
+        metrics["members"] = member_metrics(run_dir, recipe, meta, ds.x_test, ds.y_test)
     written = write_report(run_dir, metrics)
     if meta["task"] == "segmentation":
         from .segmentation import write_examples
         written.append(write_examples(run_dir, model, ds.x_test, ds.y_test, list(metrics["per_class"])))
+    if recipe.train.ensemble > 1:
+        written += member_plots(run_dir, recipe)
     return run_dir, metrics, written
 
 
