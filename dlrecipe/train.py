@@ -99,7 +99,7 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
     run_dir = resume or runs.new_run_dir(out, recipe.name)
     if resume is None:
-        _write_start(run_dir, loaded, recipe, info, stats, rt, argv)
+        _write_start(run_dir, loaded, recipe, info, stats, rt, argv, dataset.tabular)
     else:
         write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
     watcher = _Watcher(run_dir, prior)
@@ -152,7 +152,7 @@ class _stop_on_sigint:
         return False
 
 
-def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv) -> None:
+def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv, tabular=None) -> None:
     try:
         run_dir.mkdir(parents=True)
     except OSError as e:
@@ -161,7 +161,8 @@ def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, a
     write_json(run_dir / runs.ENVIRONMENT, environment(recipe.seed, rt, recipe.runtime, argv))
     write_json(run_dir / runs.PREPROCESSING, {
         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype, "task": info.task,
-        "class_names": info.class_names, "normalization": stats})
+        "class_names": info.class_names, "normalization": stats,
+        **({"tabular": tabular} if tabular is not None else {})})  # csv: imputation and categories
 
 
 def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict]]:
