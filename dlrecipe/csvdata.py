@@ -235,6 +235,17 @@ def _label_values(table: _Table, label: str, form: str | None) -> np.ndarray:
                           f"{values[bad]!r}. Expected a number, as in the training file. Fix: correct the label.")
 
 
+def _check_known_classes(test: _Table, label: str, y: np.ndarray, classes: list[str]) -> None:
+    unseen = ~np.isin(y, classes)
+    if unseen.any():
+        i = int(np.flatnonzero(unseen)[0])
+        others = sorted(set(y[unseen].tolist()))
+        raise RecipeError.one("data.test_path", f"Received: {test.path} line {test.lines[i]}, label column {label!r}:"
+                              f" {str(y[i])!r}, a class the training file does not have ({int(unseen.sum())} row(s), "
+                              f"classes {others[:5]}). Expected only the training classes {classes[:20]}. Fix: remove "
+                              "those rows from the test file, or add examples of the class to the training file.")
+
+
 # --------------------------------------------------------------------------- the plan: files read and checked
 
 
@@ -350,8 +361,10 @@ def _plan(cfg: DataConfig) -> _Plan:
     y_test = None
     if test is not None:
         t_origin = f"{test.path} (label column {label!r})"
-        y_test = datamod._encode(labels, _label_values(test, label, labels.form), "the labels", t_origin,
-                                 "data.test_path")
+        y_raw = _label_values(test, label, labels.form)
+        if labels.form == "str":
+            _check_known_classes(test, label, y_raw, labels.class_names)
+        y_test = datamod._encode(labels, y_raw, "the labels", t_origin, "data.test_path")
     datamod._check_counts(cfg, len(train), False, str(train.path))
     return _Plan(train, test, label, features, kinds, values, test_values, labels, y_train, y_test, notes)
 
