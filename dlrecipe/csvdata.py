@@ -448,11 +448,13 @@ def encode(spec: dict, values: dict[str, np.ndarray]) -> np.ndarray:
         if col["kind"] == "numeric":
             v = np.asarray(x, dtype=np.float32)
             out[:, col["offset"]] = np.where(np.isnan(v), np.float32(col["fill"]), v)
-        else:
-            v = np.asarray([str(s) for s in x], dtype=object)  # compared as they are (the file's cells are stripped)
-            v = np.where(np.isin(v, list(na)), col["fill"], v)
-            cats = np.asarray(col["categories"], dtype=object)
-            out[:, col["offset"]:col["offset"] + len(cats)] = (v[:, None] == cats[None, :])
+            continue
+        # Values are compared as they are (the file's cells were stripped when read); -1: unknown.
+        index = {c: j for j, c in enumerate(col["categories"])}
+        fill = index.get(col["fill"], -1)
+        j = np.fromiter((fill if s in na else index.get(s, -1) for s in map(str, x)), dtype=np.int64, count=n)
+        known = j >= 0
+        out[np.flatnonzero(known), col["offset"] + j[known]] = 1.0
     return out
 
 
@@ -465,7 +467,8 @@ def _unknown_note(spec: dict, values: dict[str, np.ndarray], path: Path) -> list
         unseen = sorted(set(x[x != ""].tolist()) - set(col["categories"]))
         if unseen:
             n = int(np.isin(x, unseen).sum())
-            notes.append(f"{path}: column {col['name']!r} holds {len(unseen)} categor{'y' if len(unseen) == 1 else 'ies'}"
+            what = "category" if len(unseen) == 1 else "categories"
+            notes.append(f"{path}: column {col['name']!r} holds {len(unseen)} {what}"
                          f" the training split does not have ({', '.join(map(repr, unseen[:5]))}"
                          f"{', ...' if len(unseen) > 5 else ''}; {n} row(s)); they are encoded as all zeros.")
     return notes

@@ -73,6 +73,6 @@ def check_rows(spec: dict, raw: dict | None, n: int) -> tuple[dict[str, np.ndarr
                  for b in blocks]
         columns[col["name"]] = np.concatenate(parts)
     encoded = csvdata.encode(spec, columns)
-    inputs = {c["input"]: (columns[c["name"]] if c["kind"] == "numeric" else columns[c["name"]].astype(str).astype(object))
-              for c in spec["columns"]}
+    inputs = {c["input"]: columns[c["name"]] if c["kind"] == "numeric" else
+              columns[c["name"]].astype(str).astype(object) for c in spec["columns"]}
     return inputs, encoded
