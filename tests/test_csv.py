@@ -75,11 +75,12 @@ def test_csv_with_missing_values_and_a_category_trains_evaluates_and_serves_raw_
     body[1][0] = ""          # a missing number
     body[4][1] = "NA"        # a missing category
     body[7][2] = "  "        # blank: missing too
-    train_csv = write_csv(tmp_path / "train.csv", body)
+    header = ["size", "body colour", "weight", "kind"]  # a name that is no identifier: the input is body_colour
+    train_csv = write_csv(tmp_path / "train.csv", body, header)
     test_body = rows(15, seed=1)
     test_body[0][1] = "purple"  # a category the training file never had
     test_body[2][0] = ""
-    test_csv = write_csv(tmp_path / "test.csv", test_body)
+    test_csv = write_csv(tmp_path / "test.csv", test_body, header)
     path = recipe(tmp_path, {"path": str(train_csv), "test_path": str(test_csv), "label": "kind",
                              "missing": "median", "normalize": "standardize"},
                   export={"formats": ["saved_model", "tflite"]})
@@ -91,7 +92,7 @@ def test_csv_with_missing_values_and_a_category_trains_evaluates_and_serves_raw_
     meta = json.loads((run / "preprocessing.json").read_text())
     spec = meta["tabular"]
     assert meta["class_names"] == KINDS and meta["input_shape"] == [5]
-    assert [(c["name"], c["kind"]) for c in spec["columns"]] == [("size", "numeric"), ("colour", "categorical"),
+    assert [(c["name"], c["kind"]) for c in spec["columns"]] == [("size", "numeric"), ("body colour", "categorical"),
                                                                   ("weight", "numeric")]
     assert spec["columns"][1]["categories"] == sorted(COLOURS)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -105,24 +106,24 @@ def test_csv_with_missing_values_and_a_category_trains_evaluates_and_serves_raw_
     result = cli("export", run)
     assert result.exit_code == 0, result.stderr
     verification = json.loads((run / "export" / "verification.json").read_text())
-    assert [i["name"] for i in verification["signature"]["inputs"]] == ["size", "colour", "weight"]
+    assert [i["name"] for i in verification["signature"]["inputs"]] == ["size", "body_colour", "weight"]
     assert verification["n_checked"] > 15  # the test rows, and probe rows with missing and unseen values
     assert set(verification["max_abs_diff"]) == {"saved_model", "tflite"}  # TFLite takes the raw columns too
 
     import tensorflow as tf
 
     from dlrecipe.runs import load_model
-    raw = [{"size": 0.1, "colour": "red", "weight": 10.0},
-           {"size": float("nan"), "colour": "blue", "weight": 9.0},     # missing number
-           {"size": 4.2, "colour": "", "weight": float("nan")},         # missing category and number
-           {"size": 2.0, "colour": "NA", "weight": 11.0},               # an NA token
-           {"size": 2.1, "colour": "purple", "weight": 10.5}]           # unseen category
+    raw = [{"size": 0.1, "body colour": "red", "weight": 10.0},
+           {"size": float("nan"), "body colour": "blue", "weight": 9.0},     # missing number
+           {"size": 4.2, "body colour": "", "weight": float("nan")},         # missing category and number
+           {"size": 2.0, "body colour": "NA", "weight": 11.0},               # an NA token
+           {"size": 2.1, "body colour": "purple", "weight": 10.5}]           # unseen category
     encoded = np.array([by_hand(spec, r) for r in raw], dtype=np.float32)
     assert encoded[4, 1:4].tolist() == [0.0, 0.0, 0.0]
     expected = load_model(run / "model.keras").predict(encoded, verbose=0)
     serve = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_default"]
     got = serve(size=tf.constant([r["size"] for r in raw], tf.float32),
-                colour=tf.constant([r["colour"] for r in raw]),
+                body_colour=tf.constant([r["body colour"] for r in raw]),
                 weight=tf.constant([r["weight"] for r in raw], tf.float32))
     np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-5)
     assert [n.decode() for n in got["class_name"].numpy()] == [KINDS[i] for i in expected.argmax(axis=1)]
