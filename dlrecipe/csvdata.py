@@ -306,13 +306,13 @@ def _drop_or_refuse(cfg: DataConfig, table: _Table, label: str, features: list[s
         bad = np.zeros(len(table), dtype=bool)
         for m in miss.values():
             bad |= m
+        if bad.all() and len(table):
+            raise RecipeError.one(table.where, f"Received: {table.path}, in which every row has a missing value, "
+                                  "so missing: drop leaves nothing. Fix: use missing: mean, median or most_frequent.")
         if bad.any():
             notes.append(f"missing: drop removed {int(bad.sum())} of {len(table)} row(s) of {table.path} that have "
                          "a missing value.")
             table = table.take(~bad)
-        if len(table) == 0:
-            raise RecipeError.one(table.where, f"Received: {table.path}, in which every row has a missing value, "
-                                  "so missing: drop leaves nothing. Fix: use missing: mean, median or most_frequent.")
         return table
     if miss[label].any():
         i = int(np.flatnonzero(miss[label])[0])
