@@ -324,9 +324,9 @@ def _drop_or_refuse(cfg: DataConfig, table: _Table, label: str, features: list[s
     return table
 
 
-def _column_values(table: _Table, name: str, kind: str) -> np.ndarray:
+def _column_values(table: _Table, name: str, kind: str, parsed: np.ndarray | None = None) -> np.ndarray:
     if kind == "numeric":
-        x = _numbers(table.cells[name])
+        x = parsed if parsed is not None else _numbers(table.cells[name])
         if x is None:
             bad = next(i for i, v in enumerate(table.cells[name]) if _numbers([v]) is None)
             raise RecipeError.one(table.where, f"Received: {table.path} line {table.lines[bad]}, column {name!r}: "
@@ -351,8 +351,9 @@ def _plan(cfg: DataConfig) -> _Plan:
     train = _drop_or_refuse(cfg, train, label, features, notes)
     if test is not None:
         test = _drop_or_refuse(cfg, test, label, features, notes)
-    kinds = {c: "numeric" if _numbers(train.cells[c]) is not None else "categorical" for c in features}
-    values = {c: _column_values(train, c, kinds[c]) for c in features}
+    parsed = {c: _numbers(train.cells[c]) for c in features}  # None: a value is not a number
+    kinds = {c: "numeric" if parsed[c] is not None else "categorical" for c in features}
+    values = {c: _column_values(train, c, kinds[c], parsed[c]) for c in features}
     test_values = {c: _column_values(test, c, kinds[c]) for c in features} if test is not None else None
     origin = f"{train.path} (label column {label!r})"
     y_raw = _label_values(train, label, None)
