@@ -1,7 +1,8 @@
 """Loading the recipe's ``data:`` section into NumPy arrays, with seeded splits.
 
-Two sources are read: ``fashion_mnist`` (the IDX files, parsed here) and
-``npz`` (``x_train``/``y_train`` and optionally ``x_test``/``y_test``).
+Three sources are read: ``fashion_mnist`` (the IDX files, parsed here),
+``npz`` (``x_train``/``y_train`` and optionally ``x_test``/``y_test``) and
+``csv`` (a table, in ``csvdata``, which reuses the labels and splits here).
 ``peek`` reads file headers only, for ``dlrecipe validate``; ``load`` reads
 everything and carves the subset, test and validation splits.
 
@@ -40,8 +41,6 @@ SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _PLANNED_SOURCES = {
-    "csv": "Convert the table to an .npz with x_train (numeric features, one row per example) and y_train "
-           "(and x_test/y_test), e.g. np.savez('data.npz', x_train=X, y_train=y), and use source: npz.",
     "image_dir": "Convert the images to an .npz with x_train (N, height, width, channels) and y_train "
                  "(and x_test/y_test), and use source: npz.",
     "tfds": "Export the dataset to an .npz with x_train/y_train (and x_test/y_test), e.g. with "
@@ -94,9 +93,11 @@ class Dataset:
     y_val: np.ndarray | None
     x_test: np.ndarray | None
     y_test: np.ndarray | None
+    tabular: dict | None = None  # csv: the encoding fitted on the training split (see csvdata)
+    raw_test: dict | None = None  # csv: the test split's raw columns, for the export's check
 
 
-def peek(cfg: DataConfig) -> DataInfo:
+def peek(cfg: DataConfig, seed: int | None = None) -> DataInfo:
     """Read the facts about the data from file headers (and ``y_train``).
 
     Checks as much as can be checked without loading ``x``: files exist and
@@ -105,6 +106,8 @@ def peek(cfg: DataConfig) -> DataInfo:
 
     Args:
         cfg: the validated ``data:`` section.
+        seed: the recipe's seed; csv only (its input width depends on the categories of the
+            seeded training split; default 42, the recipe's default).
 
     Returns:
         The same ``DataInfo`` that ``load(cfg, seed).info`` returns.
@@ -114,12 +117,15 @@ def peek(cfg: DataConfig) -> DataInfo:
             inconsistent arrays.
     """
     _check_source(cfg)
+    if cfg.source == "csv":
+        from . import csvdata
+        return csvdata.peek(cfg, 42 if seed is None else seed)
     if cfg.source == "fashion_mnist":
         return _peek_fashion_mnist(cfg)
     return _peek_npz(cfg)
 
 
-def load(cfg: DataConfig, seed: int) -> Dataset:
+def load(cfg: DataConfig, seed: int, tabular: dict | None = None) -> Dataset:
     """Load the data and carve the seeded subset, test and validation splits.
 
     The order is: ``subset`` (the first N training examples), then
@@ -131,6 +137,7 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
     Args:
         cfg: the validated ``data:`` section.
         seed: the recipe's seed.
+        tabular: csv only: a run's stored encoding, applied instead of fitting one (evaluate, export).
 
     Returns:
         The splits and their ``DataInfo``.
@@ -140,6 +147,9 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
             would leave a side empty.
     """
     _check_source(cfg)
+    if cfg.source == "csv":
+        from . import csvdata
+        return csvdata.load(cfg, seed, tabular)
     if cfg.source == "fashion_mnist":
         raw = _load_fashion_mnist(cfg)
     else:
@@ -153,8 +163,13 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
 def _check_source(cfg: DataConfig) -> None:
     if cfg.source in _PLANNED_SOURCES:
         raise RecipeError.one("data.source", f"Received: source={cfg.source!r}. This version of dlrecipe reads "
-                              f"fashion_mnist and npz; csv, image_dir and tfds are planned. "
+                              f"fashion_mnist, npz and csv; image_dir and tfds are planned. "
                               f"{_PLANNED_SOURCES[cfg.source]}")
+    if cfg.source != "csv":
+        for key in ("label", "features", "missing"):
+            if getattr(cfg, key) is not None:
+                raise RecipeError.one(f"data.{key}", f"Received: {key}={getattr(cfg, key)!r}. {key} applies to "
+                                      f"source: csv only. Fix: remove {key}.")
     if cfg.source == "fashion_mnist":
         if cfg.test_path is not None:
             raise RecipeError.one("data.test_path", f"Received: test_path={cfg.test_path!r}. test_path is not "

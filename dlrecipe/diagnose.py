@@ -47,6 +47,9 @@ def count_train_examples(cfg: DataConfig) -> int:
     Raises:
         RecipeError: everything ``data.peek`` reports, and a split that would select nothing.
     """
+    if cfg.source == "csv":  # a table is read whole anyway
+        from . import csvdata
+        return csvdata.count_train_examples(cfg)
     info = datamod.peek(cfg)  # every check load makes on headers; and the task
     stratify = info.task == "classification"
     if cfg.source == "fashion_mnist":

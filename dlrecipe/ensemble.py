@@ -237,7 +237,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
     def start_run() -> None:
         nonlocal started, wrote_recipe
         if not started:
-            write_start(run_dir, loaded, recipe, info, stats, rt, argv)
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv, dataset.tabular)
             started = wrote_recipe = True
         elif not wrote_recipe:  # a resume: record the overrides, as a single run does
             write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))

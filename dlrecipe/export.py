@@ -54,7 +54,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +91,22 @@ class Served:
         shape: the signature's input shape without the batch axis.
         dtype: the signature's input dtype.
         check_inputs: the check examples as the exports take them.
+        tabular: csv runs: the stored encoding; the SavedModel's signature then takes one raw
+            input per column and encodes it in the graph (see ``csvserve``).
+        raw_inputs: csv runs: the check rows as raw columns, by signature input name.
     """
 
     model: Any
     shape: tuple
     dtype: str
     check_inputs: np.ndarray
+    tabular: dict | None = None
+    raw_inputs: dict | None = None
 
 
 def export(run_dir: Path, model, *, formats: list[str], include_preprocessing: bool, class_names: list[str] | None,
-           input_shape, input_dtype: str, x_check: np.ndarray, task: str | None = None) -> dict[str, Path]:
+           input_shape, input_dtype: str, x_check: np.ndarray, task: str | None = None,
+           tabular: dict | None = None, raw_check: dict | None = None) -> dict[str, Path]:
     """Export ``model`` in each format under ``run_dir/export/``, verified before it is reported.
 
     Args:
@@ -118,6 +124,10 @@ def export(run_dir: Path, model, *, formats: list[str], include_preprocessing: b
             model on; shape ``(n, *input_shape)``.
         task: ``"classification"`` or ``"regression"``; None reads it from the
             run's ``preprocessing.json``.
+        tabular: a csv run's stored encoding; with ``include_preprocessing`` the
+            SavedModel (and TFLite) signature takes raw columns and encodes them.
+        raw_check: a csv run's raw test columns (``x_check`` are their encoding);
+            probe rows with missing values and unseen categories are added.
 
     Returns:
         ``{format: path}`` in the order of ``formats``; the largest absolute
@@ -132,8 +142,14 @@ def export(run_dir: Path, model, *, formats: list[str], include_preprocessing: b
     task = task or _task_from_run(run_dir)
     _check_output(model, task, class_names)
     x_check = _check_inputs(x_check, input_shape, input_dtype)
+    raw_inputs = None
+    if tabular is not None and include_preprocessing:
+        from .csvserve import check_rows
+        raw_inputs, x_check = check_rows(tabular, raw_check, len(x_check))
     expected = _predict(model, x_check.astype(np.float32))
     served = _served(model, include_preprocessing, x_check, input_shape, input_dtype)
+    if raw_inputs is not None:
+        served = replace(served, tabular=tabular, raw_inputs=raw_inputs)
     export_dir = Path(run_dir) / runs.EXPORT
     export_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=export_dir, prefix=".staging-"))
@@ -288,7 +304,7 @@ def _build_all(run_dir: Path, staging: Path, served: Served, formats: list[str],
         write_saved_model(served, saved_model, task=task, class_names=class_names)
         staged[SAVED_MODEL] = saved_model
         if SAVED_MODEL in formats:
-            outputs = run_saved_model(saved_model, served.check_inputs)
+            outputs = run_saved_model(saved_model, _signature_inputs(served))
             diffs[SAVED_MODEL] = compare(SAVED_MODEL, outputs, expected, task=task, class_names=class_names)
     if KERAS in formats:
         staged[KERAS] = _stage_keras(run_dir, staging, served, include_preprocessing)
@@ -296,7 +312,7 @@ def _build_all(run_dir: Path, staging: Path, served: Served, formats: list[str],
         diffs[KERAS] = compare(KERAS, outputs, expected, task=task, class_names=class_names)
     if TFLITE in formats:
         staged[TFLITE] = write_tflite(saved_model, staging / TARGETS[TFLITE])
-        outputs = run_tflite(staged[TFLITE], served.check_inputs)
+        outputs = run_tflite(staged[TFLITE], _signature_inputs(served))
         diffs[TFLITE] = compare(TFLITE, outputs, expected, task=task, class_names=class_names)
     return staged, diffs
 
@@ -313,10 +329,18 @@ def write_saved_model(served: Served, path: Path, *, task: str, class_names) -> 
                                     input_signature=[float_spec])
     names = [str(c) for c in class_names] if class_names is not None else None
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *served.shape), served.dtype, name=INPUT_NAME)])
-    def serve(inputs):
-        outputs = tf.cast(model_fn(tf.cast(inputs, tf.float32)), tf.float32)
-        return serving_outputs(outputs, task, names)
+    if served.tabular is not None:  # csv: one raw input per column, encoded in the graph
+        from . import csvserve
+
+        @tf.function(input_signature=[csvserve.input_signature(served.tabular)])
+        def serve(inputs):
+            outputs = tf.cast(model_fn(csvserve.encode(served.tabular, inputs)), tf.float32)
+            return serving_outputs(outputs, task, names)
+    else:
+        @tf.function(input_signature=[tf.TensorSpec((None, *served.shape), served.dtype, name=INPUT_NAME)])
+        def serve(inputs):
+            outputs = tf.cast(model_fn(tf.cast(inputs, tf.float32)), tf.float32)
+            return serving_outputs(outputs, task, names)
 
     serve.get_concrete_function()
     archive.add_endpoint(SERVING, serve)
@@ -370,12 +394,16 @@ def write_tflite(saved_model: Path, path: Path) -> Path:
     return path
 
 
-def run_saved_model(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Reload the SavedModel with plain TensorFlow and run ``serving_default`` on ``x``."""
+def run_saved_model(path: Path, x) -> dict[str, np.ndarray]:
+    """Reload the SavedModel with plain TensorFlow and run ``serving_default`` on ``x``.
+
+    ``x`` is an array (the ``inputs`` argument), or a csv run's ``{input name: column}``.
+    """
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(path)).signatures[SERVING]
-    return _batched(lambda batch: {k: v.numpy() for k, v in fn(**{INPUT_NAME: tf.constant(batch)}).items()}, x)
+    return _batched(lambda batch: {k: v.numpy() for k, v in
+                                   fn(**{k: tf.constant(v) for k, v in _named(batch).items()}).items()}, x)
 
 
 def run_keras(path: Path, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
@@ -397,11 +425,26 @@ def run_tflite(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner(SERVING)
-    return _batched(lambda batch: dict(runner(**{INPUT_NAME: batch})), x)
+    return _batched(lambda batch: dict(runner(**_named(batch))), x)
 
 
-def _batched(fn, x: np.ndarray) -> dict[str, np.ndarray]:
-    parts = [fn(x[i:i + CHECK_BATCH]) for i in range(0, len(x), CHECK_BATCH)]
+def _signature_inputs(served: Served):
+    return served.raw_inputs if served.raw_inputs is not None else served.check_inputs
+
+
+def _named(batch) -> dict:
+    """The signature's keyword arguments: ``inputs``, or a csv run's one per column."""
+    return dict(batch) if isinstance(batch, dict) else {INPUT_NAME: batch}
+
+
+def _batched(fn, x) -> dict[str, np.ndarray]:
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+    def rows(i):
+        if isinstance(x, dict):
+            return {k: v[i:i + CHECK_BATCH] for k, v in x.items()}
+        return x[i:i + CHECK_BATCH]
+    parts = [fn(rows(i)) for i in range(0, n, CHECK_BATCH)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -512,7 +555,10 @@ def _verification(served: Served, task: str, class_names, include_preprocessing:
         **({"class_names": [str(c) for c in class_names]} if task == "segmentation" and class_names else {}),
         "signature": {
             "name": SERVING,
-            "input": {"name": INPUT_NAME, "shape": [None, *served.shape], "dtype": served.dtype},
+            **({"inputs": [{"name": c["input"], "column": c["name"], "shape": [None],
+                            "dtype": "float32" if c["kind"] == "numeric" else "string"}
+                           for c in served.tabular["columns"]]} if served.tabular is not None else
+               {"input": {"name": INPUT_NAME, "shape": [None, *served.shape], "dtype": served.dtype}}),
             "outputs": outputs,
         },
     }

@@ -92,7 +92,7 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
 
     def start() -> None:
         if resume is None:
-            write_start(run_dir, loaded, recipe, info, stats, rt, argv)
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv, dataset.tabular)
         else:
             write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
 
@@ -208,7 +208,7 @@ class _stop_on_sigint:
         return False
 
 
-def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv) -> None:
+def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv, tabular=None) -> None:
     """Create the run folder and write recipe.yaml, environment.json and preprocessing.json."""
     try:
         run_dir.mkdir(parents=True)
@@ -218,7 +218,8 @@ def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, ar
     write_json(run_dir / runs.ENVIRONMENT, environment(recipe.seed, rt, recipe.runtime, argv))
     write_json(run_dir / runs.PREPROCESSING, {
         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype, "task": info.task,
-        "class_names": info.class_names, "normalization": stats})
+        "class_names": info.class_names, "normalization": stats,
+        **({"tabular": tabular} if tabular is not None else {})})  # csv: imputation and categories
 
 
 def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict]]:

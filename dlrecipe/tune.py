@@ -164,7 +164,7 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
     set_precision(recipe.runtime.mixed_precision)
     seed_everything(recipe.seed, recipe.runtime.deterministic)
     folder = Path(out) / recipe.name / "tune"
-    info = datamod.peek(recipe.data)
+    info = datamod.peek(recipe.data, recipe.seed)
     _check_objective(recipe, info.task, info.n_classes)
     hypermodel = RecipeHyperModel(loaded, folder / "trial_log.json")
     # Build the recipe at its defaults first: every error is reported before any trial runs.

@@ -22,7 +22,7 @@ def build_for_validation(loaded: LoadedRecipe):
     Reads only file headers of the data, so it is as fast on a large data set as on a small one.
     """
     recipe = loaded.recipe
-    info = datamod.peek(recipe.data)
+    info = datamod.peek(recipe.data, recipe.seed)
     shape = tuple(recipe.model.input_shape or info.input_shape)
     if recipe.model.input_shape and tuple(recipe.model.input_shape) != tuple(info.input_shape):
         raise RecipeError.one("model.input_shape", f"Received: input_shape={list(recipe.model.input_shape)}, but the "

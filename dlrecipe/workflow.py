@@ -18,10 +18,10 @@ def _open_run(run: Path):
     return run_dir, loaded.recipe, meta, model
 
 
-def _test_split(recipe, run_dir: Path):
+def _test_split(recipe, run_dir: Path, meta: dict | None = None):
     from .runtime import seed_everything
     seed_everything(recipe.seed, False)
-    ds = datamod.load(recipe.data, recipe.seed)
+    ds = datamod.load(recipe.data, recipe.seed, tabular=(meta or {}).get("tabular"))  # csv: the stored encoding
     if ds.x_test is None:
         raise _no_test_split(run_dir)
     return ds
@@ -41,7 +41,7 @@ def evaluate_run(run: Path, model=None, dataset=None):
     from .evaluate import evaluate, write_report
     if model is None or dataset is None:
         run_dir, recipe, meta, model = _open_run(run)
-        ds = _test_split(recipe, run_dir)
+        ds = _test_split(recipe, run_dir, meta)
     else:
         run_dir = Path(run)
         recipe = load_recipe(run_dir / runs.RECIPE).recipe
@@ -72,13 +72,14 @@ def export_run(run: Path, formats: list[str]):
         if f not in allowed:
             from .errors import suggest
             raise RecipeError.one("--format", f"Received: {f!r}. Expected one of {', '.join(allowed)}.{suggest(f, allowed)}")
-    ds = _test_split(recipe, run_dir)
+    ds = _test_split(recipe, run_dir, meta)
     class_names = recipe.export.class_names or meta.get("class_names")
     if recipe.export.class_names and meta.get("class_names") and len(recipe.export.class_names) != len(meta["class_names"]):
         raise RecipeError.one("export.class_names", f"Received {len(recipe.export.class_names)} names, but the model "
                               f"has {len(meta['class_names'])} classes.")
     result = export(run_dir, model, formats=list(formats or recipe.export.formats),
                     include_preprocessing=recipe.export.include_preprocessing, class_names=class_names,
-                    input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"], x_check=ds.x_test[:256])
+                    input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"], x_check=ds.x_test[:256],
+                    tabular=meta.get("tabular"), raw_check=ds.raw_test)
     diffs = runs.read_json(run_dir / runs.EXPORT / "verification.json") if (run_dir / runs.EXPORT / "verification.json").is_file() else {}
     return run_dir, result, diffs
