@@ -104,16 +104,25 @@ class Built:
 
 
 def finalize(recipe: Recipe, task: str) -> Recipe:
-    """The recipe with the task's default loss and metrics written in (nothing hidden)."""
+    """The recipe with the task's default loss and metrics written in (nothing hidden).
+
+    With a batch-level augmentation (MixUp, CutMix) a sparse loss or metric becomes its categorical
+    counterpart, since the labels are then fed one-hot (``pipeline.switch_loss``).
+    """
     train = recipe.train
     update = {}
     if train.loss is None:
         update["loss"] = DEFAULT_LOSS.get(task, "mean_squared_error")
     if train.metrics is None:
         update["metrics"] = DEFAULT_METRICS.get(task, [])
-    if not update:
+    if update:
+        train = train.model_copy(update=update)
+    from .pipeline import has_batch_level, switch_loss
+    if task == "classification" and has_batch_level(recipe.data.augment):
+        train = switch_loss(train, task)  # MixUp/CutMix feed one-hot (mixed) labels: see dlrecipe.pipeline
+    if train is recipe.train:
         return recipe
-    return recipe.model_copy(update={"train": train.model_copy(update=update)})
+    return recipe.model_copy(update={"train": train})
 
 
 def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any], *, task: str,

@@ -1,7 +1,9 @@
 """Loading the recipe's ``data:`` section into NumPy arrays, with seeded splits.
 
-Two sources are read: ``fashion_mnist`` (the IDX files, parsed here) and
-``npz`` (``x_train``/``y_train`` and optionally ``x_test``/``y_test``).
+Two sources are read here: ``fashion_mnist`` (the IDX files, parsed here) and
+``npz`` (``x_train``/``y_train`` and optionally ``x_test``/``y_test``). The
+streamed sources ``image_dir`` and ``tfds`` are peeked through
+``dlrecipe.imagedir``/``dlrecipe.tfdsdata`` and loaded by ``dlrecipe.pipeline``.
 ``peek`` reads file headers only, for ``dlrecipe validate``; ``load`` reads
 everything and carves the subset, test and validation splits.
 
@@ -41,11 +43,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PLANNED_SOURCES = {
     "csv": "Convert the table to an .npz with x_train (numeric features, one row per example) and y_train "
            "(and x_test/y_test), e.g. np.savez('data.npz', x_train=X, y_train=y), and use source: npz.",
-    "image_dir": "Convert the images to an .npz with x_train (N, height, width, channels) and y_train "
-                 "(and x_test/y_test), and use source: npz.",
-    "tfds": "Export the dataset to an .npz with x_train/y_train (and x_test/y_test), e.g. with "
-            "tfds.as_numpy(...), and use source: npz.",
 }
+STREAMED_SOURCES = ("image_dir", "tfds")  # read by dlrecipe.imagedir / dlrecipe.tfdsdata through dlrecipe.pipeline
 _ROLES = ("x_train", "y_train", "x_test", "y_test")
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -112,6 +111,12 @@ def peek(cfg: DataConfig) -> DataInfo:
             inconsistent arrays.
     """
     _check_source(cfg)
+    if cfg.source == "image_dir":
+        from . import imagedir
+        return imagedir.peek(cfg)
+    if cfg.source == "tfds":
+        from . import tfdsdata
+        return tfdsdata.peek(cfg)
     if cfg.source == "fashion_mnist":
         return _peek_fashion_mnist(cfg)
     return _peek_npz(cfg)
@@ -138,6 +143,11 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
             would leave a side empty.
     """
     _check_source(cfg)
+    if cfg.source in STREAMED_SOURCES:
+        raise RecipeError.one("data.source", f"Received: source={cfg.source!r}, which is streamed from disk "
+                              "(dlrecipe.pipeline.load), never loaded into arrays. `dlrecipe train`, `evaluate` and "
+                              "`export` stream it; `tune` and `inspect-init` read arrays in this version. Fix: "
+                              "train the recipe (or convert the data to an .npz for tune and inspect-init).")
     if cfg.source == "fashion_mnist":
         raw = _load_fashion_mnist(cfg)
     else:
@@ -151,7 +161,7 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
 def _check_source(cfg: DataConfig) -> None:
     if cfg.source in _PLANNED_SOURCES:
         raise RecipeError.one("data.source", f"Received: source={cfg.source!r}. This version of dlrecipe reads "
-                              f"fashion_mnist and npz; csv, image_dir and tfds are planned. "
+                              f"fashion_mnist, npz, image_dir and tfds; csv is planned. "
                               f"{_PLANNED_SOURCES[cfg.source]}")
     if cfg.task == "segmentation":
         raise RecipeError.one("data.task", "Received: task='segmentation'. Segmentation is planned but not yet "

@@ -22,8 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import data as datamod
-from . import preprocess, runs
+from . import pipeline, runs
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe
@@ -75,14 +74,17 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     cfg = recipe.runtime
     set_precision(cfg.mixed_precision)
     seed_everything(recipe.seed, cfg.deterministic)
-    dataset = datamod.load(recipe.data, recipe.seed)
+    dataset = pipeline.load(recipe.data, recipe.seed)
     info = dataset.info
     if resume is None:
         check_writable(out)
-    stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
-    recipe = finalize(recipe, info.task)
     batch = recipe.train.batch_size
-    steps = max(1, math.ceil(len(dataset.x_train) / batch))
+    try:
+        stats = pipeline.fit_stats(recipe.data.normalize, dataset)
+    except Exception as e:
+        raise pipeline.data_error(dataset, e) or e
+    recipe = finalize(recipe, info.task)
+    steps = max(1, math.ceil(pipeline.n_train(dataset) / batch))
     rt = make_runtime(cfg)
     with rt.scope:
         built = build_all(recipe, info.input_shape, stats, task=info.task, n_classes=info.n_classes,
@@ -107,17 +109,21 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD), write_graph=False,
                                                      profile_batch=0))
-    validation = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else None
+    inputs = pipeline.fit_inputs(dataset, recipe, info.n_classes)
     try:
         with _stop_on_sigint(watcher):
-            model.fit(dataset.x_train, dataset.y_train, batch_size=batch, epochs=recipe.train.epochs,
-                      initial_epoch=start_epoch, validation_data=validation, callbacks=callbacks, shuffle=True,
+            model.fit(**inputs, epochs=recipe.train.epochs, initial_epoch=start_epoch, callbacks=callbacks,
                       verbose=verbose)
         if watcher.interrupted:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         raise TrainingStopped(f"Interrupted after {watcher.last_epoch} finished epoch(s). The run keeps them: resume "
                               f"with `dlrecipe train --resume {run_dir}`.", run_dir, 130) from None
+    except Exception as e:  # a streamed file that cannot be decoded: name it, keep nothing half-written
+        error = pipeline.data_error(dataset, e)
+        if error is None:
+            raise
+        raise _data_stop(error, run_dir, watcher.last_epoch, resume is None) from None
     if watcher.nan_epoch is not None:
         raise TrainingStopped(f"The loss became NaN in epoch {watcher.nan_epoch}; training stopped. The run keeps "
                               f"epoch {watcher.last_epoch}. Lower the learning rate (or add clipnorm to the optimizer)"
@@ -125,6 +131,17 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
                               run_dir, 1)
     save_model(model, run_dir / runs.MODEL)
     return Result(run_dir, watcher.rows, model, dataset)
+
+
+def _data_stop(error: RecipeError, run_dir: Path, finished: int, new_run: bool) -> RecipeError:
+    """A data error met while training: the run folder is removed if it holds no finished epoch."""
+    if finished == 0 and new_run:
+        remove_run(run_dir)
+        note = "The run folder was removed (no epoch had finished)."
+    else:
+        note = (f"The run keeps {finished} finished epoch(s): fix the data and resume with "
+                f"`dlrecipe train --resume {run_dir}`.")
+    return RecipeError([type(p)(p.path, f"{p.message} {note}") for p in error.problems])
 
 
 class _stop_on_sigint:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data as datamod
-from . import runs
+from . import pipeline, runs
 from .errors import RecipeError
 from .recipe import load_recipe
 
@@ -21,8 +20,8 @@ def _open_run(run: Path):
 def _test_split(recipe, run_dir: Path):
     from .runtime import seed_everything
     seed_everything(recipe.seed, False)
-    ds = datamod.load(recipe.data, recipe.seed)
-    if ds.x_test is None:
+    ds = pipeline.load(recipe.data, recipe.seed)
+    if not pipeline.has_test(ds):
         raise _no_test_split(run_dir)
     return ds
 
@@ -47,10 +46,14 @@ def evaluate_run(run: Path, model=None, dataset=None):
         recipe = load_recipe(run_dir / runs.RECIPE).recipe
         meta = runs.read_json(run_dir / runs.PREPROCESSING)
         ds = dataset
-        if ds.x_test is None:
+        if not pipeline.has_test(ds):
             raise _no_test_split(run_dir)
-    metrics = evaluate(model, ds.x_test, ds.y_test, task=meta["task"], class_names=meta.get("class_names"),
-                       batch_size=recipe.train.batch_size)
+    x_test, y_test = pipeline.test_inputs(ds, recipe, len(meta.get("class_names") or []) or None)
+    try:
+        metrics = evaluate(model, x_test, y_test, task=meta["task"], class_names=meta.get("class_names"),
+                           batch_size=recipe.train.batch_size)
+    except Exception as e:
+        raise pipeline.data_error(ds, e) or e
     written = write_report(run_dir, metrics)
     return run_dir, metrics, written
 
@@ -71,6 +74,6 @@ def export_run(run: Path, formats: list[str]):
                               f"has {len(meta['class_names'])} classes.")
     result = export(run_dir, model, formats=list(formats or recipe.export.formats),
                     include_preprocessing=recipe.export.include_preprocessing, class_names=class_names,
-                    input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"], x_check=ds.x_test[:256])
+                    input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"], x_check=pipeline.first_examples(ds, 256))
     diffs = runs.read_json(run_dir / runs.EXPORT / "verification.json") if (run_dir / runs.EXPORT / "verification.json").is_file() else {}
     return run_dir, result, diffs
