@@ -145,9 +145,9 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
     _check_source(cfg)
     if cfg.source in STREAMED_SOURCES:
         raise RecipeError.one("data.source", f"Received: source={cfg.source!r}, which is streamed from disk "
-                              "(dlrecipe.pipeline.load), never loaded into arrays. `dlrecipe train`, `evaluate` and "
-                              "`export` stream it; `tune` and `inspect-init` read arrays in this version. Fix: "
-                              "train the recipe (or convert the data to an .npz for tune and inspect-init).")
+                              "(dlrecipe.pipeline.load), never loaded into arrays. `dlrecipe train`, `tune`, `evaluate` "
+                              "and `export` stream it; `inspect-init` reads arrays in this version. Fix: convert "
+                              "the data to an .npz (source: npz) to inspect it.")
     if cfg.source == "fashion_mnist":
         raw = _load_fashion_mnist(cfg)
     else:
