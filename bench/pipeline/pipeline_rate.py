@@ -69,7 +69,7 @@ def measure(loaded, label: str) -> tuple[float, float]:
             self.times.append(time.perf_counter() - self.t)
 
     timer = EpochTimer()
-    built.model.fit(train, epochs=2, callbacks=[timer], verbose=0)
+    built.model.fit(train, epochs=2, callbacks=[timer], verbose=0, shuffle=False)
     train_rate = steps / timer.times[-1]
     print(f"{label}: pipeline {pipe_rate:8.1f} batches/s ({count} batches); training {train_rate:6.2f} steps/s; "
           f"ratio {pipe_rate / train_rate:6.1f}  (goal > 1; load {os.getloadavg()[0]:.2f})", flush=True)
