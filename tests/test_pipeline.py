@@ -273,3 +273,23 @@ def test_statistics_over_batches_equal_those_over_the_array(kind):
     for key in whole:
         if key != "kind":
             np.testing.assert_allclose(streamed[key], whole[key], rtol=1e-10)
+
+
+def test_image_size_resizes_files_of_any_size_and_color_mode_converts(tmp_path):
+    from dlrecipe import data, pipeline
+    from dlrecipe.schema import DataConfig
+    for i, (h, w) in enumerate([(8, 8), (10, 12), (5, 7)]):
+        folder = tmp_path / ("a" if i % 2 == 0 else "b")
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(np.full((h, w), 40 * (i + 1), np.uint8), mode="L").save(folder / f"{i}.png")
+    cfg = DataConfig(source="image_dir", path=str(tmp_path), validation_split=0.0, image_size=[6, 4],
+                     color_mode="rgb")
+    info = data.peek(cfg)
+    assert info.input_shape == (6, 4, 3) and info.class_names == ["a", "b"]
+    ds = pipeline.load(cfg, seed=0)
+    x, y = next(pipeline.streamed_batches(ds.train, 8).as_numpy_iterator())
+    assert x.shape == (3, 6, 4, 3) and x.dtype == np.uint8
+    # files are listed per class, sorted: a/0.png, a/2.png, b/1.png; a constant image stays constant when resized
+    np.testing.assert_array_equal(x.reshape(3, -1).max(axis=1), [40, 120, 80])
+    np.testing.assert_array_equal(x.reshape(3, -1).min(axis=1), [40, 120, 80])
+    np.testing.assert_array_equal(y, [0, 0, 1])
