@@ -173,7 +173,7 @@ def load(cfg, seed: int):
     Nothing is decoded here: the splits decode their files when their pipelines run.
     """
     from . import data as datamod
-    from .pipeline import StreamSplit, Streamed
+    from .pipeline import Streamed
     info = peek(cfg)
     classes, files, labels = _listing(_path(cfg), "data.path")
     resize = cfg.image_size is not None

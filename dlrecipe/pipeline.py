@@ -28,7 +28,7 @@ A batch-level layer without ``seed:`` gets the recipe's seed, so runs repeat.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import keras
@@ -61,7 +61,8 @@ class StreamSplit:
             decoded in parallel; in a fixed order when ``shuffle_seed`` is None, else shuffled with that seed
             and reshuffled on every iteration (every epoch).
         labels: the labels in the fixed order, when known without decoding (image_dir); else None.
-        describe: how to name an example that fails to decode (see ``find_bad_example``).
+        find_bad: decodes the split's files one by one and returns a message naming the first that fails
+            (None if all decode); called only after the pipeline failed (see :func:`data_error`).
     """
 
     n: int
@@ -79,7 +80,6 @@ class Streamed:
     val: StreamSplit | None
     test: StreamSplit | None
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def load(cfg, seed: int):
@@ -122,29 +122,43 @@ def is_batch_level(layer: Any) -> bool:
     return isinstance(layer, (keras.layers.MixUp, keras.layers.CutMix))
 
 
+def _layer_class(spec: dict[str, Any], i: int) -> type | None:
+    """The class an augment entry builds, without building it when Keras knows its name.
+
+    Building a layer draws a seed (and takes a name) even when it is thrown away, which would shift the
+    model's starting weights; only names Keras does not know (dlrecipe aliases) are built to see their class.
+    """
+    from . import resolve
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(kind, str):
+        return None
+    cls = resolve.layer_classes().get(kind)
+    if cls is not None:
+        return cls
+    try:
+        return type(resolve.build_layer(spec, f"data.augment[{i}]", {}))
+    except RecipeError:
+        return None  # reported where the recipe is checked
+
+
+def _is_batch_level_class(cls: type | None) -> bool:
+    return cls is not None and issubclass(cls, (keras.layers.MixUp, keras.layers.CutMix))
+
+
 def batch_level_layers(augment: list[dict[str, Any]], seed: int) -> list[Any]:
-    """The batch-level layers of ``data.augment``, built with the recipe's seed where they have none."""
+    """The batch-level layers of ``data.augment``, built with the recipe's seed (plus position) where they have none."""
     from . import resolve
     out = []
     for i, spec in enumerate(augment):
-        layer = resolve.build_layer(spec, f"data.augment[{i}]", {})
-        if is_batch_level(layer):
-            if "seed" not in spec:
-                layer = resolve.build_layer({**spec, "seed": seed + i}, f"data.augment[{i}]", {})
-            out.append(layer)
+        if _is_batch_level_class(_layer_class(spec, i)):
+            spec = spec if "seed" in spec else {**spec, "seed": seed + i}
+            out.append(resolve.build_layer(spec, f"data.augment[{i}]", {}))
     return out
 
 
 def has_batch_level(augment: list[dict[str, Any]]) -> bool:
-    """Whether ``data.augment`` holds a batch-level layer (built to check its class, so aliases count)."""
-    from . import resolve
-    for i, spec in enumerate(augment):
-        try:
-            if is_batch_level(resolve.build_layer(spec, f"data.augment[{i}]", {})):
-                return True
-        except RecipeError:
-            continue  # reported where the recipe is checked
-    return False
+    """Whether ``data.augment`` holds a batch-level layer (by the class it builds, so aliases count)."""
+    return any(_is_batch_level_class(_layer_class(spec, i)) for i, spec in enumerate(augment))
 
 
 def switch_loss(train, task: str):

@@ -29,7 +29,6 @@ import difflib
 import os
 from pathlib import Path
 
-import numpy as np
 
 from .errors import RecipeError
 
@@ -227,6 +226,3 @@ def _convert(x, shape: tuple[int, int, int], stored: int | None):
         x = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(x, shape[:2])), 0.0, 255.0), tf.uint8)
     return tf.ensure_shape(x, shape)
 
-
-def labels_of(ds) -> np.ndarray:
-    return np.concatenate([y for _, y in ds.as_numpy_iterator()])

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import TINY_MODEL, recipe_dict, tiny_arrays
+from conftest import recipe_dict, tiny_arrays
 
 
 def write_image_dir(root: Path, x: np.ndarray, y: np.ndarray, names) -> Path:
