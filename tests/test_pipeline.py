@@ -293,3 +293,13 @@ def test_image_size_resizes_files_of_any_size_and_color_mode_converts(tmp_path):
     np.testing.assert_array_equal(x.reshape(3, -1).max(axis=1), [40, 120, 80])
     np.testing.assert_array_equal(x.reshape(3, -1).min(axis=1), [40, 120, 80])
     np.testing.assert_array_equal(y, [0, 0, 1])
+
+
+def test_validate_peeks_an_image_dir_without_reading_every_file(cli, image_folders, tmp_path):
+    import shutil
+    folder = tmp_path / "data"
+    shutil.copytree(image_folders[0], folder)
+    (folder / "right" / "0059.png").write_bytes(b"broken, but validate reads only the first image")
+    result = cli("validate", image_recipe(tmp_path, folder))
+    assert result.exit_code == 0, result.stderr
+    assert "Input (8, 8, 1) uint8, task classification, 3 classes" in result.stdout
