@@ -109,6 +109,8 @@ def finalize(recipe: Recipe, task: str, n_classes: int | None = None) -> Recipe:
 
     Segmentation's default metrics are pixel accuracy and, when ``n_classes`` is known,
     ``{type: MeanIoU, num_classes: n, sparse_y_pred: false, name: mean_iou}``.
+    With a batch-level augmentation (MixUp, CutMix) a sparse loss or metric becomes its categorical
+    counterpart, since the labels are then fed one-hot (``pipeline.switch_loss``).
     """
     train = recipe.train
     update = {}
@@ -119,9 +121,14 @@ def finalize(recipe: Recipe, task: str, n_classes: int | None = None) -> Recipe:
             update["metrics"] = segmentation.default_metrics(n_classes)
         else:
             update["metrics"] = DEFAULT_METRICS.get(task, [])
-    if not update:
+    if update:
+        train = train.model_copy(update=update)
+    from .pipeline import has_batch_level, switch_loss
+    if task == "classification" and has_batch_level(recipe.data.augment):
+        train = switch_loss(train, task)  # MixUp/CutMix feed one-hot (mixed) labels: see dlrecipe.pipeline
+    if train is recipe.train:
         return recipe
-    return recipe.model_copy(update={"train": train.model_copy(update=update)})
+    return recipe.model_copy(update={"train": train})
 
 
 def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any], *, task: str,

@@ -1,8 +1,10 @@
 """Loading the recipe's ``data:`` section into NumPy arrays, with seeded splits.
 
-Three sources are read: ``fashion_mnist`` (the IDX files, parsed here),
+Sources read here: ``fashion_mnist`` (the IDX files, parsed here),
 ``npz`` (``x_train``/``y_train`` and optionally ``x_test``/``y_test``) and
-``csv`` (a table, in ``csvdata``, which reuses the labels and splits here).
+``csv`` (a table, in ``csvdata``, which reuses the labels and splits here). The
+streamed sources ``image_dir`` and ``tfds`` are peeked through
+``dlrecipe.imagedir``/``dlrecipe.tfdsdata`` and loaded by ``dlrecipe.pipeline``.
 ``peek`` reads file headers only, for ``dlrecipe validate``; ``load`` reads
 everything and carves the subset, test and validation splits.
 
@@ -40,12 +42,7 @@ FASHION_MNIST_FILES = {
 SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_PLANNED_SOURCES = {
-    "image_dir": "Convert the images to an .npz with x_train (N, height, width, channels) and y_train "
-                 "(and x_test/y_test), and use source: npz.",
-    "tfds": "Export the dataset to an .npz with x_train/y_train (and x_test/y_test), e.g. with "
-            "tfds.as_numpy(...), and use source: npz.",
-}
+STREAMED_SOURCES = ("image_dir", "tfds")  # read by dlrecipe.imagedir / dlrecipe.tfdsdata through dlrecipe.pipeline
 _ROLES = ("x_train", "y_train", "x_test", "y_test")
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -120,6 +117,12 @@ def peek(cfg: DataConfig, seed: int | None = None) -> DataInfo:
     if cfg.source == "csv":
         from . import csvdata
         return csvdata.peek(cfg, 42 if seed is None else seed)
+    if cfg.source == "image_dir":
+        from . import imagedir
+        return imagedir.peek(cfg)
+    if cfg.source == "tfds":
+        from . import tfdsdata
+        return tfdsdata.peek(cfg)
     if cfg.source == "fashion_mnist":
         return _peek_fashion_mnist(cfg)
     return _peek_npz(cfg)
@@ -150,6 +153,11 @@ def load(cfg: DataConfig, seed: int, tabular: dict | None = None) -> Dataset:
     if cfg.source == "csv":
         from . import csvdata
         return csvdata.load(cfg, seed, tabular)
+    if cfg.source in STREAMED_SOURCES:
+        raise RecipeError.one("data.source", f"Received: source={cfg.source!r}, which is streamed from disk "
+                              "(dlrecipe.pipeline.load), never loaded into arrays. `dlrecipe train`, `tune`, `evaluate` "
+                              "and `export` stream it; `inspect-init` reads arrays in this version. Fix: convert "
+                              "the data to an .npz (source: npz) to inspect it.")
     if cfg.source == "fashion_mnist":
         raw = _load_fashion_mnist(cfg)
     else:
@@ -161,10 +169,6 @@ def load(cfg: DataConfig, seed: int, tabular: dict | None = None) -> Dataset:
 
 
 def _check_source(cfg: DataConfig) -> None:
-    if cfg.source in _PLANNED_SOURCES:
-        raise RecipeError.one("data.source", f"Received: source={cfg.source!r}. This version of dlrecipe reads "
-                              f"fashion_mnist, npz and csv; image_dir and tfds are planned. "
-                              f"{_PLANNED_SOURCES[cfg.source]}")
     if cfg.source != "csv":
         for key in ("label", "features", "missing"):
             if getattr(cfg, key) is not None:

@@ -405,6 +405,9 @@ def inspect_init(loaded: LoadedRecipe, batch: int = 256) -> InitReport:
     warnings = symmetry_warnings(model, paths, loaded)
     x = np.asarray(dataset.x_train[:batch], dtype=np.float32)
     y = dataset.y_train[:batch]
+    from .pipeline import one_hot_labels
+    if one_hot_labels(recipe, info.n_classes):  # MixUp/CutMix switched the loss to its one-hot form
+        y = np.eye(info.n_classes, dtype=np.float32)[y]
     out_shape = tuple(model.output.shape)
     if y.ndim == len(out_shape) - 1 and out_shape[-1] == 1:  # as compile() does: (N,) targets for (N, 1) outputs
         y = y[..., None]

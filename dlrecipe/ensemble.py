@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass, field
@@ -48,8 +49,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import data as datamod
-from . import preprocess, resolve, runs
+from . import pipeline, preprocess, resolve, runs
 from .check import finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe
@@ -205,10 +205,15 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
     set_precision(cfg.mixed_precision)
     seed_everything(recipe.seed, cfg.deterministic)
     data_cfg = recipe.data.model_copy(update={"validation_split": 0.0}) if cv else recipe.data
-    dataset = datamod.load(data_cfg, recipe.seed)
+    dataset = pipeline.load(data_cfg, recipe.seed)
     info = dataset.info
     if resume is None:
         check_writable(out)
+    if cv and pipeline.is_streamed(dataset):
+        raise RecipeError.one("train.cross_validation", f"Received: cross_validation={recipe.train.cross_validation} "
+                              f"with source: {recipe.data.source}, which is streamed from disk; k-fold needs the "
+                              "examples in memory. Fix: convert the data to an .npz (source: npz), or remove "
+                              "cross_validation.")
     if cv:
         k = recipe.train.cross_validation
         n = len(dataset.x_train)
@@ -219,7 +224,10 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
         stats = None
     else:
         folds = []
-        stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
+        try:
+            stats = pipeline.fit_stats(recipe.data.normalize, dataset)
+        except Exception as e:
+            raise pipeline.data_error(dataset, e) or e
     recipe = finalize(recipe, info.task, info.n_classes)
     rt = make_runtime(cfg)
     run_dir = Path(resume) if resume is not None else runs.new_run_dir(out, recipe.name)
@@ -237,7 +245,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
     def start_run() -> None:
         nonlocal started, wrote_recipe
         if not started:
-            write_start(run_dir, loaded, recipe, info, stats, rt, argv, dataset.tabular)
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None))
             started = wrote_recipe = True
         elif not wrote_recipe:  # a resume: record the overrides, as a single run does
             write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
@@ -252,13 +260,13 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
             train_idx = np.setdiff1d(np.arange(len(dataset.x_train)), val_idx, assume_unique=True)
             x_tr, y_tr = dataset.x_train[train_idx], dataset.y_train[train_idx]
             unit_stats = preprocess.fit(recipe.data.normalize, x_tr)
-            unit = Unit(work_dir, recipe.seed, x_tr, y_tr, dataset.x_train[val_idx], dataset.y_train[val_idx],
-                        unit_stats, label)
+            fold = dataclasses.replace(dataset, x_train=x_tr, y_train=y_tr, x_val=dataset.x_train[val_idx],
+                                       y_val=dataset.y_train[val_idx])
+            unit = Unit(work_dir, recipe.seed, fold, unit_stats, label)
             about = {"fold": i, "seed": recipe.seed, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                      "validation_indices": val_idx.tolist(), "normalization": unit_stats}
         else:
-            unit = Unit(work_dir, recipe.seed + i - 1, dataset.x_train, dataset.y_train, dataset.x_val,
-                        dataset.y_val, stats, label)
+            unit = Unit(work_dir, recipe.seed + i - 1, dataset, stats, label)
             about = {"member": i, "seed": recipe.seed + i - 1}
         info_path = work_dir / (FOLD_JSON if cv else MEMBER_JSON)
         if _finished(work_dir, cv, epochs):
@@ -279,8 +287,9 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
                                       on_start=start_unit, verbose=verbose)
         done = {**about, "finished": True, "epochs": epochs, "trained_epochs": history[-1]["epoch"] if history else 0}
         if cv:
-            scores = model.evaluate(unit.x_val, unit.y_val, batch_size=recipe.train.batch_size, verbose=0,
-                                    return_dict=True)
+            val = pipeline.fit_inputs(unit.data, recipe, info.n_classes)["validation_data"]  # labels as in fit
+            scores = (model.evaluate(*val, batch_size=recipe.train.batch_size, verbose=0, return_dict=True)
+                      if isinstance(val, tuple) else model.evaluate(val, verbose=0, return_dict=True))
             done["metrics"] = {f"val_{name}": float(value) for name, value in scores.items() if np.ndim(value) == 0}
         else:
             done["last_epoch"] = history[-1] if history else {}

@@ -45,7 +45,9 @@ def evaluate(model, x_test, y_test, *, task: str, class_names: list[str] | None,
     Args:
         model: a compiled Keras model; raw examples in (float32), probabilities
             (classification) or values (regression) out.
-        x_test: raw test inputs, any numeric dtype (cast to float32).
+        x_test: raw test inputs, any numeric dtype (cast to float32); or a batched
+            ``tf.data.Dataset`` of ``(x, y)`` in a fixed order (a streamed test split),
+            whose labels ``y_test`` then repeats as an array.
         y_test: integer labels ``(n,)`` / ``(n, 1)``, one-hot labels ``(n, k)``,
             or regression targets.
         task: ``"classification"`` or ``"regression"``.
@@ -66,16 +68,20 @@ def evaluate(model, x_test, y_test, *, task: str, class_names: list[str] | None,
     if task not in TASKS:
         raise RecipeError.one("task", f"Received: task={task!r}. Expected one of {list(TASKS)}. "
                               "The run's preprocessing.json is damaged; train the run again.")
-    x = _as_float32(x_test)
+    streamed = hasattr(x_test, "element_spec")  # a batched tf.data.Dataset of (x, y): image_dir, tfds
+    x = x_test if streamed else _as_float32(x_test)
     y = np.asarray(y_test)
-    if len(x) != len(y):
+    if not streamed and len(x) != len(y):
         raise RecipeError.one("data.test", f"Received {len(x)} test inputs but {len(y)} labels. "
                               "Expected one label per example; check the test split of the data.")
-    if len(x) == 0:
+    if len(y) == 0:
         raise RecipeError.one("data.test", "Received an empty test set. Expected at least one example; "
                               "check data.split (or the test file).")
-    keras_metrics = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
-    metrics: dict[str, Any] = {"task": task, "n_test": int(len(x))}
+    if streamed:
+        keras_metrics = model.evaluate(x, verbose=0, return_dict=True)
+    else:
+        keras_metrics = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    metrics: dict[str, Any] = {"task": task, "n_test": int(len(y))}
     metrics.update({str(k): _plain(v) for k, v in keras_metrics.items()})
     predictions = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     if task == CLASSIFICATION:

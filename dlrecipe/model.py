@@ -98,8 +98,13 @@ def _clean_path(path: str) -> str:
 
 
 def augmentation_layers(augment: list[dict[str, Any]]) -> list[keras.layers.Layer]:
-    """Keras augmentation layers by name; they act on training batches only."""
-    return [resolve.build_layer(spec, f"data.augment[{i}]", {}) for i, spec in enumerate(augment)]
+    """Keras augmentation layers by name; they act on training batches only.
+
+    MixUp and CutMix mix labels too, so they run in the input pipeline (``dlrecipe.pipeline``), not here.
+    """
+    from .pipeline import is_batch_level
+    layers = [resolve.build_layer(spec, f"data.augment[{i}]", {}) for i, spec in enumerate(augment)]
+    return [layer for layer in layers if not is_batch_level(layer)]
 
 
 def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any],

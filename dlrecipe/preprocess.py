@@ -45,7 +45,9 @@ def fit(kind: str, x_train: np.ndarray) -> dict:
     Args:
         kind: one of ``KINDS``.
         x_train: the training inputs, shape ``(N, ...)``; the caller passes
-            the training split only.
+            the training split only. Or an iterator of such arrays (batches of
+            a streamed source): the statistics are merged batch by batch and
+            equal those of the concatenated batches up to float64 rounding.
 
     Returns:
         ``{"kind": kind, ...}`` with plain floats and nested lists, ready for
@@ -61,6 +63,8 @@ def fit(kind: str, x_train: np.ndarray) -> dict:
     if kind not in KINDS:
         raise RecipeError.one("data.normalize", f"Received: normalize={kind!r}. Expected one of "
                               f"{', '.join(KINDS)}.{suggest(kind, KINDS)}")
+    if not isinstance(x_train, np.ndarray) and not isinstance(x_train, (list, tuple)):
+        return _fit_batches(kind, iter(x_train))
     x = np.asarray(x_train)
     if x.ndim < 2 or len(x) == 0:
         raise RecipeError.one("data.normalize", f"Received: training inputs of shape {x.shape}. Expected at least "
@@ -217,17 +221,53 @@ def _fit_minmax(x: np.ndarray) -> dict:
     return {"kind": "minmax", "axis": list(range(1, x.ndim)), "min": low.tolist(), "max": high.tolist()}
 
 
+def _fit_batches(kind: str, batches) -> dict:
+    """``fit`` over an iterator of batches (a streamed training split), one pass."""
+    first = next(batches, None)
+    if first is None or np.ndim(first) < 2 or len(first) == 0:
+        raise RecipeError.one("data.normalize", "Received: no training batches. Expected at least one example, "
+                              "with shape (N, ...), to fit the normalization on.")
+    first = np.asarray(first)
+    if kind in ("none", "rescale", "gcn"):
+        return _fixed(kind)
+
+    def all_batches():
+        yield first
+        for b in batches:
+            yield np.asarray(b)
+
+    if kind == "minmax":
+        low = high = None
+        for b in all_batches():
+            b_low, b_high = np.min(b, axis=0).astype(np.float64), np.max(b, axis=0).astype(np.float64)
+            low = b_low if low is None else np.minimum(low, b_low)
+            high = b_high if high is None else np.maximum(high, b_high)
+        if first.dtype.kind == "f":
+            _check_finite(low)
+            _check_finite(high)
+        return {"kind": "minmax", "axis": list(range(1, first.ndim)), "min": low.tolist(), "max": high.tolist()}
+    per_channel = kind == "per_channel"
+    mean, std = _merge_moments(all_batches(), per_channel, first.ndim)
+    axis = [first.ndim - 1] if per_channel else list(range(1, first.ndim))
+    return {"kind": kind, "axis": axis, "mean": mean.tolist(), "std": _safe(std).tolist()}
+
+
 def _moments(x: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (population) standard deviation, float64, over chunks merged exactly (Chan et al.).
 
     Per feature (over axis 0) or, with ``per_channel``, over all axes but the last.
     """
-    axes = tuple(range(x.ndim - 1)) if per_channel else (0,)
-    count, mean, m2 = 0, None, None
     step = _chunks(x).step
-    for start in _chunks(x):
-        chunk = x[start:start + step].astype(np.float64)
-        if x.dtype.kind == "f":
+    return _merge_moments((x[start:start + step] for start in _chunks(x)), per_channel, x.ndim)
+
+
+def _merge_moments(chunks, per_channel: bool, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The moments of ``chunks`` (arrays of one per-example shape), merged exactly chunk by chunk."""
+    axes = tuple(range(ndim - 1)) if per_channel else (0,)
+    count, mean, m2 = 0, None, None
+    for raw in chunks:
+        chunk = raw.astype(np.float64)
+        if raw.dtype.kind == "f":
             _check_finite(chunk)
         n = chunk.size // math.prod(chunk.shape[a] for a in range(chunk.ndim) if a not in axes)
         c_mean = chunk.mean(axis=axes)

@@ -22,8 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import data as datamod
-from . import preprocess, runs
+from . import pipeline, runs
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe
@@ -81,22 +80,25 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     cfg = recipe.runtime
     set_precision(cfg.mixed_precision)
     seed_everything(recipe.seed, cfg.deterministic)
-    dataset = datamod.load(recipe.data, recipe.seed)
+    dataset = pipeline.load(recipe.data, recipe.seed)
     info = dataset.info
     if resume is None:
         check_writable(out)
-    stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
+    try:
+        stats = pipeline.fit_stats(recipe.data.normalize, dataset)
+    except Exception as e:
+        raise pipeline.data_error(dataset, e) or e
     recipe = finalize(recipe, info.task, info.n_classes)
     rt = make_runtime(cfg)
     run_dir = resume or runs.new_run_dir(out, recipe.name)
 
     def start() -> None:
         if resume is None:
-            write_start(run_dir, loaded, recipe, info, stats, rt, argv, dataset.tabular)
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None))
         else:
             write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
 
-    unit = Unit(run_dir, recipe.seed, dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val, stats)
+    unit = Unit(run_dir, recipe.seed, dataset, stats)
     model, rows = fit_unit(recipe, rt, info, unit, run_dir=run_dir, resume=resume is not None, on_start=start,
                            verbose=verbose)
     return Result(run_dir, rows, model, dataset)
@@ -109,17 +111,15 @@ class Unit:
     Attributes:
         work_dir: where its checkpoints/, history.csv, tensorboard/ and model.keras go.
         seed: the seed of its weights, shuffling and dropout.
-        x_train, y_train, x_val, y_val: its data (``x_val`` None: no validation).
-        stats: the normalization fitted on its ``x_train``.
+        data: its data, what ``pipeline.load`` returns (a ``data.Dataset`` of arrays, or streamed);
+            a fold is a ``Dataset`` whose validation split is the fold.
+        stats: the normalization fitted on its training split.
         label: names it in messages (``"member 2 of 3"``); empty for a single run.
     """
 
     work_dir: Path
     seed: int
-    x_train: Any
-    y_train: Any
-    x_val: Any
-    y_val: Any
+    data: Any
     stats: dict
     label: str = ""
 
@@ -142,7 +142,7 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     cfg = recipe.runtime
     seed_everything(unit.seed, cfg.deterministic)
     batch = recipe.train.batch_size
-    steps = max(1, math.ceil(len(unit.x_train) / batch))
+    steps = max(1, math.ceil(pipeline.n_train(unit.data) / batch))
     with rt.scope:
         built = build_all(recipe, info.input_shape, unit.stats, task=info.task, n_classes=info.n_classes,
                           steps_per_epoch=steps)
@@ -162,18 +162,22 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(unit.work_dir / runs.TENSORBOARD), write_graph=False,
                                                      profile_batch=0))
-    validation = (unit.x_val, unit.y_val) if unit.x_val is not None else None
+    inputs = pipeline.fit_inputs(unit.data, recipe.model_copy(update={"seed": unit.seed}), info.n_classes)
     where = f" ({unit.label})" if unit.label else ""
     try:
         with _stop_on_sigint(watcher):
-            model.fit(unit.x_train, unit.y_train, batch_size=batch, epochs=recipe.train.epochs,
-                      initial_epoch=start_epoch, validation_data=validation, callbacks=callbacks, shuffle=True,
+            model.fit(**inputs, epochs=recipe.train.epochs, initial_epoch=start_epoch, callbacks=callbacks,
                       verbose=verbose)
         if watcher.interrupted:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         raise TrainingStopped(f"Interrupted after {watcher.last_epoch} finished epoch(s){where}. The run keeps them: "
                               f"resume with `dlrecipe train --resume {run_dir}`.", run_dir, 130) from None
+    except Exception as e:  # a streamed file that cannot be decoded: name it, keep nothing half-written
+        error = pipeline.data_error(unit.data, e)
+        if error is None:
+            raise
+        raise _data_stop(error, run_dir, watcher.last_epoch, not resume) from None
     if watcher.nan_epoch is not None:
         raise TrainingStopped(f"The loss became NaN in epoch {watcher.nan_epoch}{where}; training stopped. The run "
                               f"keeps epoch {watcher.last_epoch}. Lower the learning rate (or add clipnorm to the "
@@ -181,6 +185,17 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
                               "train.learning_rate=...`.", run_dir, 1)
     save_model(model, unit.work_dir / runs.MODEL)
     return model, watcher.rows
+
+
+def _data_stop(error: RecipeError, run_dir: Path, finished: int, new_run: bool) -> RecipeError:
+    """A data error met while training: the run folder is removed if it holds no finished epoch."""
+    if finished == 0 and new_run:
+        remove_run(run_dir)
+        note = "The run folder was removed (no epoch had finished)."
+    else:
+        note = (f"The run keeps {finished} finished epoch(s): fix the data and resume with "
+                f"`dlrecipe train --resume {run_dir}`.")
+    return RecipeError([type(p)(p.path, f"{p.message} {note}") for p in error.problems])
 
 
 class _stop_on_sigint:

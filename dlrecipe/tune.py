@@ -21,7 +21,7 @@ import keras
 import keras_tuner as kt
 
 from . import data as datamod
-from . import preprocess
+from . import pipeline
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe
@@ -60,15 +60,15 @@ class RecipeHyperModel(kt.HyperModel):
     def dataset(self, recipe) -> tuple:
         key = json.dumps(recipe.data.model_dump(mode="json"), sort_keys=True)
         if key not in self._data:
-            ds = datamod.load(recipe.data, recipe.seed)
-            self._data[key] = (ds, preprocess.fit(recipe.data.normalize, ds.x_train))
+            ds = pipeline.load(recipe.data, recipe.seed)
+            self._data[key] = (ds, pipeline.fit_stats(recipe.data.normalize, ds))
         return self._data[key]
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         recipe = self.trial_recipe(hp).recipe
         ds, stats = self.dataset(recipe)
         recipe = finalize(recipe, ds.info.task, ds.info.n_classes)
-        steps = max(1, math.ceil(len(ds.x_train) / recipe.train.batch_size))
+        steps = max(1, math.ceil(pipeline.n_train(ds) / recipe.train.batch_size))
         built = build_all(recipe, ds.info.input_shape, stats, task=ds.info.task, n_classes=ds.info.n_classes,
                           steps_per_epoch=steps)
         built.model.compile(optimizer=built.optimizer, loss=built.loss, metrics=built.metrics,
@@ -82,9 +82,8 @@ class RecipeHyperModel(kt.HyperModel):
         callbacks = [*kwargs.pop("callbacks", []), *built_callbacks, *kwargs.pop("extra_callbacks", [])]
         epochs = kwargs.pop("epochs", recipe.train.epochs)
         started = time.perf_counter()
-        history = model.fit(ds.x_train, ds.y_train, batch_size=recipe.train.batch_size, epochs=epochs,
-                            validation_data=(ds.x_val, ds.y_val) if ds.x_val is not None else None,
-                            callbacks=callbacks, shuffle=True, verbose=kwargs.pop("verbose", 0), **kwargs)
+        inputs = pipeline.fit_inputs(ds, finalize(recipe, ds.info.task), ds.info.n_classes)
+        history = model.fit(**inputs, epochs=epochs, callbacks=callbacks, verbose=kwargs.pop("verbose", 0), **kwargs)
         entry = self.log.setdefault(self.trial_id or "?", {"epochs": 0, "seconds": 0.0})
         entry["epochs"] += len(history.history.get("loss", []))
         entry["seconds"] += time.perf_counter() - started

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data as datamod
-from . import runs
+from . import pipeline, runs
 from .errors import RecipeError
 from .recipe import load_recipe
 
@@ -21,8 +20,8 @@ def _open_run(run: Path):
 def _test_split(recipe, run_dir: Path, meta: dict | None = None):
     from .runtime import seed_everything
     seed_everything(recipe.seed, False)
-    ds = datamod.load(recipe.data, recipe.seed, tabular=(meta or {}).get("tabular"))  # csv: the stored encoding
-    if ds.x_test is None:
+    ds = pipeline.load(recipe.data, recipe.seed, tabular=(meta or {}).get("tabular"))  # csv: the stored encoding
+    if not pipeline.has_test(ds):
         raise _no_test_split(run_dir)
     return ds
 
@@ -47,13 +46,17 @@ def evaluate_run(run: Path, model=None, dataset=None):
         recipe = load_recipe(run_dir / runs.RECIPE).recipe
         meta = runs.read_json(run_dir / runs.PREPROCESSING)
         ds = dataset
-        if ds.x_test is None:
+        if not pipeline.has_test(ds):
             raise _no_test_split(run_dir)
-    metrics = evaluate(model, ds.x_test, ds.y_test, task=meta["task"], class_names=meta.get("class_names"),
-                       batch_size=recipe.train.batch_size)
+    x_test, y_test = pipeline.test_inputs(ds, recipe, len(meta.get("class_names") or []) or None)
+    try:
+        metrics = evaluate(model, x_test, y_test, task=meta["task"], class_names=meta.get("class_names"),
+                           batch_size=recipe.train.batch_size)
+    except Exception as e:
+        raise pipeline.data_error(ds, e) or e
     if recipe.train.ensemble > 1:
         from .ensemble import member_metrics, member_plots
-        metrics["members"] = member_metrics(run_dir, recipe, meta, ds.x_test, ds.y_test)
+        metrics["members"] = member_metrics(run_dir, recipe, meta, x_test, y_test)
     written = write_report(run_dir, metrics)
     if meta["task"] == "segmentation":
         from .segmentation import write_examples
@@ -79,7 +82,8 @@ def export_run(run: Path, formats: list[str]):
                               f"has {len(meta['class_names'])} classes.")
     result = export(run_dir, model, formats=list(formats or recipe.export.formats),
                     include_preprocessing=recipe.export.include_preprocessing, class_names=class_names,
-                    input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"], x_check=ds.x_test[:256],
-                    tabular=meta.get("tabular"), raw_check=ds.raw_test)
+                    input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"],
+                    x_check=pipeline.first_examples(ds, 256), tabular=meta.get("tabular"),
+                    raw_check=getattr(ds, "raw_test", None))
     diffs = runs.read_json(run_dir / runs.EXPORT / "verification.json") if (run_dir / runs.EXPORT / "verification.json").is_file() else {}
     return run_dir, result, diffs

@@ -93,15 +93,6 @@ def test_data_and_preprocess_import_no_tensorflow_or_keras():
 # --------------------------------------------------------------------------- sources
 
 
-@pytest.mark.parametrize("source", ["image_dir", "tfds"])
-def test_planned_sources_are_clear_errors(source):
-    err = error_of(data.peek, make_cfg(source=source))
-    assert err.problems[0].path == "data.source"
-    msg = str(err)
-    assert f"source='{source}'" in msg and "planned" in msg and ".npz" in msg and "x_train" in msg
-    error_of(data.load, make_cfg(source=source), 0)
-
-
 def test_task_segmentation_needs_masks_of_the_images_size(tmp_path):
     path = write_npz(tmp_path, x_train=np.zeros((4, 5, 6, 1), np.uint8), y_train=np.arange(4))
     err = error_of(data.load, make_cfg(path=path, task="segmentation"), 0)

@@ -1,0 +1,343 @@
+"""The input pipeline: what ``model.fit``, ``evaluate`` and ``export`` are fed, for every data source.
+
+Two kinds of data reach this module:
+
+* **In memory** (``fashion_mnist``, ``npz``): ``data.load`` gives NumPy arrays.
+  On the TensorFlow backend they become a ``tf.data`` pipeline: a seeded
+  shuffle of the *indices* (reshuffled every epoch), batching of the indices,
+  one ``tf.gather`` per batch from the arrays held in memory (the arrays are
+  the cache: a ``.cache()`` would only copy them), the batch-level
+  augmentations, then ``prefetch(AUTOTUNE)``. On the JAX backend the arrays
+  are given to ``fit`` as they are, unless a batch-level augmentation needs
+  ``tf.data``.
+* **Streamed** (``image_dir``, ``tfds``): a :class:`Streamed` whose splits
+  produce ``tf.data`` pipelines that read from disk: file names (or TFRecord
+  shards) are shuffled, examples are decoded by a parallel map
+  (``num_parallel_calls=AUTOTUNE``), batched and prefetched. Nothing caches
+  the whole data set, so memory does not grow with it.
+
+Batch-level augmentations (``keras.layers.MixUp``, ``keras.layers.CutMix``)
+mix images *and labels* across a batch, so they cannot be model layers (a
+model layer never sees the labels). They run in the pipeline's batch map on
+training batches only, with one-hot labels; :func:`switch_loss` gives the
+recipe the categorical counterpart of its loss. The other augmentation layers
+stay in the model (``model.augmentation_layers``), active in training only.
+A batch-level layer without ``seed:`` gets the recipe's seed, so runs repeat.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import keras
+import numpy as np
+
+from .errors import RecipeError
+
+STREAMED_SOURCES = ("image_dir", "tfds")
+BATCH_LEVEL = ("MixUp", "CutMix")
+_SPARSE_TO_DENSE = {
+    "sparse_categorical_crossentropy": "categorical_crossentropy",
+    "SparseCategoricalCrossentropy": "CategoricalCrossentropy",
+    "sparse_categorical_accuracy": "categorical_accuracy",
+    "SparseCategoricalAccuracy": "CategoricalAccuracy",
+    "sparse_top_k_categorical_accuracy": "top_k_categorical_accuracy",
+    "SparseTopKCategoricalAccuracy": "TopKCategoricalAccuracy",
+}
+
+
+# --------------------------------------------------------------------------- streamed data
+
+
+@dataclass
+class StreamSplit:
+    """One split of a streamed source.
+
+    Attributes:
+        n: number of examples.
+        make: ``make(shuffle_seed)`` returns an unbatched ``tf.data.Dataset`` of ``(image uint8, label int64)``,
+            decoded in parallel; in a fixed order when ``shuffle_seed`` is None, else shuffled with that seed
+            and reshuffled on every iteration (every epoch).
+        labels: the labels in the fixed order, when known without decoding (image_dir); else None.
+        find_bad: decodes the split's files one by one and returns a message naming the first that fails
+            (None if all decode); called only after the pipeline failed (see :func:`data_error`).
+    """
+
+    n: int
+    make: Callable[[int | None], Any]
+    labels: np.ndarray | None = None
+    find_bad: Callable[[], str | None] | None = None
+
+
+@dataclass
+class Streamed:
+    """A streamed data set: its facts and its splits (``val``/``test`` may be None)."""
+
+    info: Any  # data.DataInfo
+    train: StreamSplit
+    val: StreamSplit | None
+    test: StreamSplit | None
+    source: str = ""
+
+
+def load(cfg, seed: int, tabular: dict | None = None):
+    """The recipe's data: a ``data.Dataset`` of arrays, or a :class:`Streamed` for image_dir and tfds.
+
+    Args:
+        cfg: the ``data:`` section.
+        seed: the recipe's seed (splits and shuffling).
+        tabular: for csv, the encoding stored in a run (evaluate/export apply it instead of refitting).
+
+    Raises:
+        RecipeError: everything the source reports, before anything is written.
+    """
+    if cfg.source == "image_dir":
+        from . import imagedir
+        return imagedir.load(cfg, seed)
+    if cfg.source == "tfds":
+        from . import tfdsdata
+        return tfdsdata.load(cfg, seed)
+    from . import data as datamod
+    return datamod.load(cfg, seed, tabular=tabular)
+
+
+def is_streamed(ds) -> bool:
+    return isinstance(ds, Streamed)
+
+
+def n_train(ds) -> int:
+    return ds.train.n if is_streamed(ds) else len(ds.x_train)
+
+
+def has_test(ds) -> bool:
+    return (ds.test is not None) if is_streamed(ds) else (ds.x_test is not None)
+
+
+# --------------------------------------------------------------------------- batch-level augmentation
+
+
+def is_batch_level(layer: Any) -> bool:
+    """True for augmentation layers that mix examples and labels (they run in the pipeline, not the model)."""
+    return isinstance(layer, (keras.layers.MixUp, keras.layers.CutMix))
+
+
+def _layer_class(spec: dict[str, Any], i: int) -> type | None:
+    """The class an augment entry builds, without building it when Keras knows its name.
+
+    Building a layer draws a seed (and takes a name) even when it is thrown away, which would shift the
+    model's starting weights; only names Keras does not know (dlrecipe aliases) are built to see their class.
+    """
+    from . import resolve
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(kind, str):
+        return None
+    cls = resolve.layer_classes().get(kind)
+    if cls is not None:
+        return cls
+    try:
+        return type(resolve.build_layer(spec, f"data.augment[{i}]", {}))
+    except RecipeError:
+        return None  # reported where the recipe is checked
+
+
+def _is_batch_level_class(cls: type | None) -> bool:
+    return cls is not None and issubclass(cls, (keras.layers.MixUp, keras.layers.CutMix))
+
+
+def batch_level_layers(augment: list[dict[str, Any]], seed: int) -> list[Any]:
+    """The batch-level layers of ``data.augment``, built with the recipe's seed (plus position) where they have none."""
+    from . import resolve
+    out = []
+    for i, spec in enumerate(augment):
+        if _is_batch_level_class(_layer_class(spec, i)):
+            spec = spec if "seed" in spec else {**spec, "seed": seed + i}
+            out.append(resolve.build_layer(spec, f"data.augment[{i}]", {}))
+    return out
+
+
+def has_batch_level(augment: list[dict[str, Any]]) -> bool:
+    """Whether ``data.augment`` holds a batch-level layer (by the class it builds, so aliases count)."""
+    return any(_is_batch_level_class(_layer_class(spec, i)) for i, spec in enumerate(augment))
+
+
+def switch_loss(train, task: str):
+    """The ``train:`` section with one-hot-label counterparts of sparse losses and metrics.
+
+    MixUp and CutMix produce soft (mixed one-hot) labels, so a sparse loss cannot take them:
+    ``sparse_categorical_crossentropy`` becomes ``categorical_crossentropy`` (a mapping
+    ``{type: SparseCategoricalCrossentropy, ...}`` keeps its other arguments), and sparse
+    accuracy metrics their categorical forms. The resolved recipe shows the switch.
+    """
+    if task != "classification":
+        return train
+
+    def dense(value):
+        if isinstance(value, str):
+            return _SPARSE_TO_DENSE.get(value, value)
+        if isinstance(value, dict) and value.get("type") in _SPARSE_TO_DENSE:
+            return {**value, "type": _SPARSE_TO_DENSE[value["type"]]}
+        return value
+
+    update = {"loss": dense(train.loss if train.loss is not None else "sparse_categorical_crossentropy")}
+    if train.metrics is not None:
+        update["metrics"] = [dense(m) for m in train.metrics]
+    return train.model_copy(update=update)
+
+
+def one_hot_labels(recipe, n_classes: int | None) -> bool:
+    """Whether targets are fed one-hot: a classification recipe with a batch-level augmentation."""
+    return bool(n_classes) and has_batch_level(recipe.data.augment)
+
+
+# --------------------------------------------------------------------------- building the pipelines
+
+
+def uses_tf_data(ds, recipe) -> bool:
+    """tf.data on the TensorFlow backend always; on others for streamed data and batch-level augmentation."""
+    return keras.backend.backend() == "tensorflow" or is_streamed(ds) or has_batch_level(recipe.data.augment)
+
+
+def fit_inputs(ds, recipe, n_classes: int | None) -> dict[str, Any]:
+    """The keyword arguments of ``model.fit`` for the training and validation data.
+
+    Args:
+        ds: what :func:`load` returned.
+        recipe: the (finalized) recipe: ``train.batch_size``, ``data.augment``, ``seed``.
+        n_classes: the number of classes (for one-hot labels), None for regression.
+
+    Returns:
+        ``{"x": ..., "y": ..., "batch_size": ..., "shuffle": ..., "validation_data": ...}``
+        (``y``/``batch_size`` only for NumPy input).
+    """
+    batch = recipe.train.batch_size
+    if not uses_tf_data(ds, recipe):
+        validation = (ds.x_val, ds.y_val) if ds.x_val is not None else None
+        return {"x": ds.x_train, "y": ds.y_train, "batch_size": batch, "shuffle": True,
+                "validation_data": validation}
+    mixers = batch_level_layers(recipe.data.augment, recipe.seed) if n_classes else []
+    depth = n_classes if one_hot_labels(recipe, n_classes) else None
+    if is_streamed(ds):
+        train = streamed_batches(ds.train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers)
+        val = streamed_batches(ds.val, batch, one_hot=depth) if ds.val is not None else None
+    else:
+        train = array_batches(ds.x_train, ds.y_train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers)
+        val = array_batches(ds.x_val, ds.y_val, batch, one_hot=depth) if ds.x_val is not None else None
+    return {"x": train, "shuffle": False, "validation_data": val}
+
+
+def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None,
+                  one_hot: int | None = None, mixers: list | None = None):
+    """A batched ``tf.data.Dataset`` over arrays in memory.
+
+    With ``seed`` (training): the indices are shuffled with that seed, again every epoch, and each batch
+    is gathered from the arrays at once (one op per batch, not per example). Without: in order.
+    """
+    import tensorflow as tf
+    n = len(x)
+    xs, ys = tf.constant(x), tf.constant(y)
+    idx = tf.data.Dataset.range(n)
+    if seed is not None:
+        idx = idx.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = idx.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
+                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _finish(ds, one_hot, mixers)
+
+
+def streamed_batches(split: StreamSplit, batch_size: int, *, seed: int | None = None,
+                     one_hot: int | None = None, mixers: list | None = None):
+    """A batched ``tf.data.Dataset`` reading ``split`` from disk (shuffled with ``seed`` when given)."""
+    import tensorflow as tf
+    ds = split.make(seed).batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _finish(ds, one_hot, mixers)
+
+
+def _finish(ds, one_hot: int | None, mixers: list | None):
+    import tensorflow as tf
+    if one_hot:
+        ds = ds.map(lambda x, y: (x, tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), one_hot)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if mixers:
+        def mix(x, y):
+            data = {"images": tf.cast(x, tf.float32), "labels": y}
+            for layer in mixers:
+                data = layer(data, training=True)
+            return data["images"], data["labels"]
+        # Sequential on purpose: the layers' seed generators then advance in the same order every run.
+        ds = ds.map(mix)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- normalization and evaluation
+
+
+def fit_stats(kind: str, ds, batch_size: int = 256) -> dict:
+    """Normalization statistics of the training split: from the arrays, or streamed batch by batch."""
+    from . import preprocess
+    if not is_streamed(ds):
+        return preprocess.fit(kind, ds.x_train)
+    if kind in ("none", "rescale", "gcn"):  # nothing to fit: do not read the images
+        return preprocess.fit(kind, np.zeros((1, *ds.info.input_shape), dtype=np.uint8))
+    batches = streamed_batches(ds.train, batch_size).map(lambda x, y: x)
+    return preprocess.fit(kind, _numpy_batches(batches))
+
+
+def _numpy_batches(batches) -> Iterator[np.ndarray]:
+    for b in batches.as_numpy_iterator():
+        yield b
+
+
+def test_inputs(ds, recipe, n_classes: int | None) -> tuple[Any, np.ndarray]:
+    """``(x_test, y_test)`` for ``evaluate``: arrays, or a batched ordered dataset of (x, y) and the labels."""
+    depth = n_classes if one_hot_labels(recipe, n_classes) else None
+    if not is_streamed(ds):
+        y = ds.y_test
+        if depth:
+            y = np.eye(depth, dtype=np.float32)[np.asarray(y).reshape(-1)]
+        return ds.x_test, y
+    batches = streamed_batches(ds.test, recipe.train.batch_size, one_hot=depth)
+    labels = ds.test.labels
+    if labels is None:
+        labels = np.concatenate([y for _, y in batches.as_numpy_iterator()]) if ds.test.n else np.zeros(0)
+    elif depth:
+        labels = np.eye(depth, dtype=np.float32)[labels]
+    return batches, labels
+
+
+def first_examples(ds, count: int) -> np.ndarray:
+    """The first ``count`` raw test examples as an array (the export's check examples)."""
+    if not is_streamed(ds):
+        return ds.x_test[:count]
+    return np.stack([x for x, _ in ds.test.make(None).take(count).as_numpy_iterator()])
+
+
+# --------------------------------------------------------------------------- errors met while streaming
+
+
+def data_error(ds, error: BaseException) -> RecipeError | None:
+    """A RecipeError naming the file a streamed pipeline could not decode, or None if ``error`` is not that.
+
+    Called after a TensorFlow error left ``fit``/``evaluate``: the splits' files are decoded one by one
+    (slow, but only on failure). When all of them decode, the error came from elsewhere and is not
+    disguised as a data problem.
+    """
+    if not is_streamed(ds):
+        return None
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover
+        return None
+    if not isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
+                              tf.errors.FailedPreconditionError)):
+        return None
+    for split in (ds.train, ds.val, ds.test):
+        if split is not None and split.find_bad is not None:
+            found = split.find_bad()
+            if found:
+                return RecipeError.one("data.path", found)
+    return None  # every file decodes: not a data error, so the original error is raised as it is
+
+
+def steps(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))
