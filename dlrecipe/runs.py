@@ -5,6 +5,7 @@ Layout (``runs/<name>/<timestamp>/``)::
     recipe.yaml          fully resolved recipe (train it again to reproduce the run)
     environment.json     versions, devices, backend, seed, command line
     preprocessing.json   input shape and dtype, task, class names, fitted statistics
+    preprocessing.npz    the ZCA / PCA matrices that preprocessing.json names (only with zca or pca)
     history.csv          one row per finished epoch, with the learning rate
     checkpoints/         last.keras + state.json, to resume
     model.keras          the final (or best) model: raw inputs in, probabilities out
@@ -82,8 +83,9 @@ def read_json(path: Path) -> Any:
 
 def register_layers() -> None:
     """Register dlrecipe's serializable layers and schedules with Keras, so saved models load in safe mode."""
-    from . import blocks, preprocess, schedules  # noqa: F401  (blocks and schedules register on import)
+    from . import augment, blocks, preprocess, schedules  # noqa: F401  (blocks and schedules register on import)
     preprocess.register_keras_objects()
+    augment.register_keras_objects()
 
 
 def load_model(path: Path):

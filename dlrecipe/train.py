@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from . import data as datamod
-from . import preprocess, runs
+from . import augment, preprocess, runs
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe
@@ -79,7 +79,8 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     info = dataset.info
     if resume is None:
         check_writable(out)
-    stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
+    augment.refuse_label_mixing(recipe.data.augment)  # until the tf.data pipeline applies them
+    stats = preprocess.fit_data(recipe.data, dataset.x_train)
     recipe = finalize(recipe, info.task)
     batch = recipe.train.batch_size
     steps = max(1, math.ceil(len(dataset.x_train) / batch))
@@ -159,9 +160,12 @@ def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, a
         raise RecipeError.one("--out", f"Cannot create the run folder {run_dir}: {e.strerror}. Choose another --out.") from None
     write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
     write_json(run_dir / runs.ENVIRONMENT, environment(recipe.seed, rt, recipe.runtime, argv))
+    sections, arrays = preprocess.stored(stats)
+    if arrays:  # ZCA / PCA matrices; written first, so preprocessing.json never names a missing file
+        preprocess.write_arrays(run_dir / preprocess.ARRAYS_FILE, arrays)
     write_json(run_dir / runs.PREPROCESSING, {
         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype, "task": info.task,
-        "class_names": info.class_names, "normalization": stats})
+        "class_names": info.class_names, **sections})
 
 
 def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict]]:

@@ -61,7 +61,7 @@ class RecipeHyperModel(kt.HyperModel):
         key = json.dumps(recipe.data.model_dump(mode="json"), sort_keys=True)
         if key not in self._data:
             ds = datamod.load(recipe.data, recipe.seed)
-            self._data[key] = (ds, preprocess.fit(recipe.data.normalize, ds.x_train))
+            self._data[key] = (ds, preprocess.fit_data(recipe.data, ds.x_train))
         return self._data[key]
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
@@ -157,6 +157,8 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
     if not loaded.spaces:
         raise RecipeError.one("", "The recipe has no search space, so there is nothing to tune. Make a value a "
                               "space, e.g. units: {choice: [64, 128], default: 128}.")
+    from .augment import refuse_label_mixing
+    refuse_label_mixing(recipe.data.augment)  # until the tf.data pipeline applies them
     check_writable(out)
     set_precision(recipe.runtime.mixed_precision)
     seed_everything(recipe.seed, recipe.runtime.deterministic)
