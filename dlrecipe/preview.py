@@ -88,12 +88,12 @@ def make_grid(passes: list[np.ndarray], low: float, high: float) -> np.ndarray:
 
 
 def png_bytes(grid: np.ndarray) -> bytes:
-    """The PNG encoding of a uint8 ``(height, width, 1 or 3)`` image (matplotlib's writer, no timestamp)."""
+    """The PNG encoding of a uint8 ``(height, width, 1 or 3)`` image (matplotlib's writer, no timestamp).
+
+    Grey images are written as RGB with three equal channels, so every pixel keeps its exact value.
+    """
     import matplotlib.image
 
     buf = io.BytesIO()
-    if grid.shape[-1] == 1:
-        matplotlib.image.imsave(buf, grid[..., 0], format="png", cmap="gray", vmin=0, vmax=255)
-    else:
-        matplotlib.image.imsave(buf, grid, format="png")
+    matplotlib.image.imsave(buf, np.repeat(grid, 3, axis=-1) if grid.shape[-1] == 1 else grid, format="png")
     return buf.getvalue()
