@@ -21,11 +21,11 @@ elastic            RandomElasticTransform      ``probability:`` as for random_er
 color_jitter       RandomColorJitter
 mixup              MixUp                       mixes labels too (see below)
 cutmix             CutMix                      mixes labels too (see below)
-gaussian_noise     (dlrecipe) GaussianNoise    ``stddev`` is a fraction of ``value_range``
-fancy_pca          (dlrecipe) FancyPCA         AlexNet lighting noise on RGB images
+gaussian_noise     ScaledGaussianNoise (ours)  ``stddev`` is a fraction of ``value_range``
+fancy_pca          FancyPCA (ours)             AlexNet lighting noise on RGB images
 =================  ==========================  ==========================================
 
-``gaussian_noise`` is dlrecipe's because Keras's ``GaussianNoise`` only takes
+``gaussian_noise`` is dlrecipe's own because Keras's ``GaussianNoise`` only takes
 ``stddev <= 1`` in input units, which is invisible on raw 0..255 pixels; the
 dlrecipe layer adds noise of standard deviation ``stddev * (high - low)`` and
 clips to ``value_range`` (default ``[0, 255]``; set it to the data's range for
@@ -63,6 +63,7 @@ import numpy as np
 from .errors import Problem, RecipeError, join_path, suggest
 
 LABEL_MIXING = ("MixUp", "CutMix")  # Keras classes that transform labels as well as images
+NO_XLA = ("RandomElasticTransform",)  # Keras layers that fail under XLA but do not say so (supports_jit)
 FANCY_PCA_STDDEV = 0.1  # AlexNet's standard deviation of the random weights alpha
 _CHUNK_PIXELS = 1 << 20  # RGB pixels per float64 chunk while fitting fancy_pca (24 MiB)
 
@@ -100,7 +101,7 @@ ALIASES: dict[str, Alias] = {
     "color_jitter": Alias("RandomColorJitter", (), "brightness, contrast, saturation, hue"),
     "mixup": Alias("MixUp", (), "blends pairs of images and their labels"),
     "cutmix": Alias("CutMix", (), "pastes a patch of another image, labels by area"),
-    "gaussian_noise": Alias("dlrecipe>GaussianNoise", (), "noise of stddev * (high - low), clipped"),
+    "gaussian_noise": Alias("dlrecipe>ScaledGaussianNoise", (), "noise of stddev * (high - low), clipped"),
     "fancy_pca": Alias("dlrecipe>FancyPCA", (), "AlexNet PCA lighting noise on RGB images"),
 }
 
@@ -205,7 +206,10 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
         cls = resolve.layer_classes().get(kind)
         if cls is not None and seed is not None and "seed" not in args and "seed" in (resolve._accepted_args(cls) or ()):
             spec = {**spec, "seed": derived_seed(seed, index)}
-        return resolve.build_layer(spec, path, {})
+        layer = resolve.build_layer(spec, path, {})
+        if kind in NO_XLA:
+            layer.supports_jit = False
+        return layer
     alias = ALIASES.get(kind)
     if alias is None:
         raise RecipeError.one(join_path(path, "type"), f"Unknown augmentation '{kind}'.{suggest(kind, ALIASES)} "
@@ -226,7 +230,12 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
         args = {**args, **fitted}
     if seed is not None and "seed" not in args and "seed" in accepted:
         args["seed"] = derived_seed(seed, index)
-    return resolve.construct(cls, args, path)
+    layer = resolve.construct(cls, args, path)
+    if alias.target in NO_XLA:
+        # Keras 3.15's RandomElasticTransform builds its blur kernel with a data-dependent range, which XLA
+        # cannot compile; marked so, Keras trains the model without XLA instead of failing.
+        layer.supports_jit = False
+    return layer
 
 
 def _target_name(alias: Alias) -> str:
@@ -239,6 +248,18 @@ def _target_class(alias: Alias) -> type:
     if alias.target.startswith("dlrecipe>"):
         return register_keras_objects()[alias.target.split(">", 1)[1]]
     return getattr(keras.layers, alias.target)
+
+
+def mark_no_xla(model: Any) -> Any:
+    """Mark the ``NO_XLA`` layers of a loaded model again (the mark is not part of a layer's config)."""
+    marked = False
+    for layer in model._flatten_layers():
+        if type(layer).__name__ in NO_XLA:
+            layer.supports_jit = False
+            marked = True
+    if marked and getattr(model, "_jit_compile", None):
+        model._jit_compile = False  # compiled while loading, before the mark
+    return model
 
 
 def is_image_layer(layer: Any) -> bool:
@@ -317,7 +338,7 @@ def register_keras_objects() -> dict[str, Any]:
     (``runs.register_layers`` does).
 
     Returns:
-        ``{"FancyPCA": <class>, "GaussianNoise": <class>}`` (registered as ``dlrecipe>FancyPCA``, ...).
+        ``{"FancyPCA": <class>, "ScaledGaussianNoise": <class>}`` (registered as ``dlrecipe>FancyPCA``, ...).
     """
     if _KERAS_OBJECTS:
         return _KERAS_OBJECTS
@@ -380,7 +401,7 @@ def register_keras_objects() -> dict[str, Any]:
                     "eigenvectors": self.eigenvectors, "seed": self.seed}
 
     @keras.saving.register_keras_serializable(package="dlrecipe")
-    class GaussianNoise(keras.layers.Layer):
+    class ScaledGaussianNoise(keras.layers.Layer):
         """Additive Gaussian noise of standard deviation ``stddev * (high - low)``, clipped to ``value_range``.
 
         Active in training only (the identity at inference). Works on inputs of any rank.
@@ -422,5 +443,5 @@ def register_keras_objects() -> dict[str, Any]:
             return {**super().get_config(), "stddev": self.stddev, "value_range": self.value_range,
                     "seed": self.seed}
 
-    _KERAS_OBJECTS.update(FancyPCA=FancyPCA, GaussianNoise=GaussianNoise)
+    _KERAS_OBJECTS.update(FancyPCA=FancyPCA, ScaledGaussianNoise=ScaledGaussianNoise)
     return _KERAS_OBJECTS

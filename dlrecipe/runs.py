@@ -94,9 +94,11 @@ def load_model(path: Path):
 
     register_layers()
     try:
-        return keras.saving.load_model(str(path), safe_mode=True, compile=True)
+        model = keras.saving.load_model(str(path), safe_mode=True, compile=True)
     except FileNotFoundError:
         raise RecipeError.one(str(path), "Missing from the run folder; train the run again.") from None
     except Exception as e:  # Keras raises ValueError/TypeError/OSError for damaged files
         raise RecipeError.one(str(path), f"Cannot load this model ({type(e).__name__}: {e}). The file is damaged "
                               "or was written by another program; train the run again.") from e
+    from .augment import mark_no_xla
+    return mark_no_xla(model)

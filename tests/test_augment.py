@@ -51,7 +51,7 @@ ALIASES = {
     "random_erasing": ({"probability": 1.0}, "RandomErasing"),
     "elastic": ({"probability": 1.0, "scale": 1.0}, "RandomElasticTransform"),
     "color_jitter": ({"brightness_factor": 0.5}, "RandomColorJitter"),
-    "gaussian_noise": ({"stddev": 0.05}, "GaussianNoise"),
+    "gaussian_noise": ({"stddev": 0.05}, "ScaledGaussianNoise"),
     "fancy_pca": ({"stddev": 0.5}, "FancyPCA"),
     "mixup": ({"alpha": 0.2}, "MixUp"),
     "cutmix": ({"factor": 1.0}, "CutMix"),
@@ -78,6 +78,9 @@ def test_each_dlrecipe_alias_validates_and_trains(alias, cli, tmp_path):
     run = only_run(out)
     model = load_model(run)
     layer = next(lyr for lyr in model.layers if type(lyr).__name__ == keras_class)
+    import keras
+    own = augment.register_keras_objects()
+    assert type(layer) is (own[keras_class] if keras_class in own else getattr(keras.layers, keras_class))
     assert layer.seed == augment.derived_seed(1, 0)  # derived from the recipe's seed
     x = np.load(tmp_path / "rgb.npz")["x_test"].astype(np.float32)
     assert np.array_equal(np.asarray(layer(x, training=False)), x)  # the identity at inference
