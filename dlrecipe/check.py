@@ -13,7 +13,7 @@ from typing import Any
 
 import keras
 
-from . import resolve, schedules, segmentation
+from . import augment, resolve, schedules, segmentation
 from .errors import Problem, RecipeError
 from .model import build_model, check_output, expand_layers
 from .schema import Recipe
@@ -66,7 +66,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
                 _collect(problems, resolve.build_layer, sub, clean, defaults)
     for i, spec in enumerate(data.get("augment") or []):
         if isinstance(spec, dict) and not _blocked(f"data.augment[{i}]", structural):
-            _collect(problems, resolve.build_layer, spec, f"data.augment[{i}]", {})
+            _collect(problems, augment.build_layer, spec, f"data.augment[{i}]")
     if "loss" in train and train["loss"] is not None and not _blocked("train.loss", structural):
         _collect(problems, resolve.loss, train["loss"])
     for i, m in enumerate(train.get("metrics") or [] if isinstance(train.get("metrics"), list) else []):
@@ -165,21 +165,11 @@ PLANNED = "is planned but not in this version of dlrecipe"
 def feature_problems(recipe: Recipe) -> list[Problem]:
     """Options the format names that this version refuses, and combinations that cannot work."""
     out: list[Problem] = []
-    d, t, r, x = recipe.data, recipe.train, recipe.runtime, recipe.export
+    t, r, x = recipe.train, recipe.runtime, recipe.export
 
     def add(path: str, message: str) -> None:
         out.append(Problem(path, message))
 
-    if d.normalize == "zca":
-        add("data.normalize", f"Received: normalize='zca'. ZCA whitening {PLANNED}; use standardize or per_channel.")
-    if d.pca is not None:
-        add("data.pca", f"PCA {PLANNED}; remove data.pca.")
-    for i, spec in enumerate(d.augment):
-        kind = spec.get("type", "")
-        if isinstance(kind, str) and kind[:1].islower():
-            add(f"data.augment[{i}].type", f"Received: type='{kind}'. dlrecipe's own augmentations (random_erasing, "
-                f"mixup, ...) are {PLANNED.split(' but')[0]}; use a Keras augmentation layer (RandomFlip, "
-                "RandomTranslation, RandomRotation, RandomZoom, RandomContrast, ...).")
     if t.cross_validation == 1:
         add("train.cross_validation", "Received: cross_validation=1. k-fold cross-validation needs k >= 2 folds; "
             "set 0 to train one model, or k >= 2 (e.g. 5).")

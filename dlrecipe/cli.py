@@ -266,6 +266,31 @@ def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAM
 
 @app.command()
 @handles_errors
+def augment_preview(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."),
+                    sets: list[str] = SETS,
+                    out: Optional[Path] = typer.Option(None, "--out", help="The PNG to write; default: "
+                                                       "runs/<name>/augment-preview.png."),
+                    n: int = typer.Option(8, "--n", min=1, help="How many training images (grid columns)."),
+                    rows: int = typer.Option(3, "--rows", min=1, help="How many augmented versions of each "
+                                             "(grid rows below the originals).")) -> None:
+    """Write a PNG grid of RECIPE's first training images (top row) and their augmented versions (rows below).
+
+    The augmentation layers run in training mode with the recipe's seeds, as in training; nothing is trained.
+    """
+    from .recipe import load_recipe
+    loaded = load_recipe(recipe, sets)
+    import_keras_quietly()
+    from .diagnose import check_out_file, write_out
+    from .preview import augment_preview as run_preview, default_out
+    out = out or default_out(loaded)
+    check_out_file(out, ".png")
+    with recipe_lines(loaded.lines):
+        write_out(lambda: run_preview(loaded, out, n=n, rows=rows), out)
+    typer.echo(f"Wrote {out}")
+
+
+@app.command()
+@handles_errors
 def inspect_init(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS,
                  batch: int = typer.Option(256, "--batch", min=1, help="How many training examples to push through."),
                  out: Optional[Path] = typer.Option(None, "--out", help="Also write the numbers to this JSON file.")

@@ -395,7 +395,7 @@ def inspect_init(loaded: LoadedRecipe, batch: int = 256) -> InitReport:
     seed_everything(recipe.seed, recipe.runtime.deterministic)
     dataset = datamod.load(recipe.data, recipe.seed)
     info = dataset.info
-    stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
+    stats = preprocess.fit_data(recipe.data, dataset.x_train)
     recipe = finalize(recipe, info.task, info.n_classes)
     steps = max(1, math.ceil(len(dataset.x_train) / recipe.train.batch_size))
     paths: dict[str, str] = {}

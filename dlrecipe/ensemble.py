@@ -225,7 +225,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
     else:
         folds = []
         try:
-            stats = pipeline.fit_stats(recipe.data.normalize, dataset)
+            stats = pipeline.fit_stats(recipe.data, dataset)
         except Exception as e:
             raise pipeline.data_error(dataset, e) or e
     recipe = finalize(recipe, info.task, info.n_classes)
@@ -259,7 +259,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
             val_idx = folds[i - 1]
             train_idx = np.setdiff1d(np.arange(len(dataset.x_train)), val_idx, assume_unique=True)
             x_tr, y_tr = dataset.x_train[train_idx], dataset.y_train[train_idx]
-            unit_stats = preprocess.fit(recipe.data.normalize, x_tr)
+            unit_stats = preprocess.fit_data(recipe.data, x_tr)
             fold = dataclasses.replace(dataset, x_train=x_tr, y_train=y_tr, x_val=dataset.x_train[val_idx],
                                        y_val=dataset.y_train[val_idx])
             unit = Unit(work_dir, recipe.seed, fold, unit_stats, label)

@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from . import preprocess, resolve
+from . import augment, preprocess, resolve
 from .errors import RecipeError, join_path
 from .schema import Recipe
 
@@ -97,14 +97,14 @@ def _clean_path(path: str) -> str:
     return path.split(" (copy")[0]
 
 
-def augmentation_layers(augment: list[dict[str, Any]]) -> list[keras.layers.Layer]:
-    """Keras augmentation layers by name; they act on training batches only.
+def augmentation_layers(recipe: Recipe, stats: dict[str, Any], input_shape: tuple[int, ...]) -> list[keras.layers.Layer]:
+    """The model's augmentation layers (see ``augment``); they act on training batches only.
 
-    MixUp and CutMix mix labels too, so they run in the input pipeline (``dlrecipe.pipeline``), not here.
+    MixUp and CutMix are left out: they blend labels, so they run in the input pipeline (``dlrecipe.pipeline``).
     """
-    from .pipeline import is_batch_level
-    layers = [resolve.build_layer(spec, f"data.augment[{i}]", {}) for i, spec in enumerate(augment)]
-    return [layer for layer in layers if not is_batch_level(layer)]
+    layers = augment.build_layers(recipe.data.augment, seed=recipe.seed, stats=stats.get("augment"),
+                                  input_shape=input_shape)
+    return [layer for layer in layers if not augment.mixes_labels(layer)]
 
 
 def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any],
@@ -121,7 +121,7 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
     shape = tuple(recipe.model.input_shape or input_shape)
     inputs = keras.Input(shape=shape, name="raw_inputs", dtype="float32")
     x = inputs
-    for layer in augmentation_layers(recipe.data.augment):
+    for layer in augmentation_layers(recipe, stats, shape):
         x = layer(x)
     for layer in preprocess.keras_layers(stats):
         x = layer(x)

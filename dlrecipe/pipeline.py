@@ -124,37 +124,30 @@ def is_batch_level(layer: Any) -> bool:
 
 
 def _layer_class(spec: dict[str, Any], i: int) -> type | None:
-    """The class an augment entry builds, without building it when Keras knows its name.
+    """The class an augment entry builds (a Keras class name, or a dlrecipe alias), without building it.
 
     Building a layer draws a seed (and takes a name) even when it is thrown away, which would shift the
-    model's starting weights; only names Keras does not know (dlrecipe aliases) are built to see their class.
+    model's starting weights.
     """
-    from . import resolve
+    from . import augment, resolve
     kind = spec.get("type") if isinstance(spec, dict) else None
     if not isinstance(kind, str):
         return None
-    cls = resolve.layer_classes().get(kind)
-    if cls is not None:
-        return cls
-    try:
-        return type(resolve.build_layer(spec, f"data.augment[{i}]", {}))
-    except RecipeError:
-        return None  # reported where the recipe is checked
+    if kind in augment.ALIASES:
+        return augment._target_class(augment.ALIASES[kind])
+    return resolve.layer_classes().get(kind)
 
 
 def _is_batch_level_class(cls: type | None) -> bool:
     return cls is not None and issubclass(cls, (keras.layers.MixUp, keras.layers.CutMix))
 
 
-def batch_level_layers(augment: list[dict[str, Any]], seed: int) -> list[Any]:
-    """The batch-level layers of ``data.augment``, built with the recipe's seed (plus position) where they have none."""
-    from . import resolve
-    out = []
-    for i, spec in enumerate(augment):
-        if _is_batch_level_class(_layer_class(spec, i)):
-            spec = spec if "seed" in spec else {**spec, "seed": seed + i}
-            out.append(resolve.build_layer(spec, f"data.augment[{i}]", {}))
-    return out
+def batch_level_layers(specs: list[dict[str, Any]], seed: int) -> list[Any]:
+    """The batch-level layers of ``data.augment``, built as ``augment.build_layer`` builds them (with the
+    recipe's derived seed where they have none)."""
+    from . import augment
+    return [augment.build_layer(spec, f"data.augment[{i}]", seed=seed, index=i)
+            for i, spec in enumerate(specs) if _is_batch_level_class(_layer_class(spec, i))]
 
 
 def has_batch_level(augment: list[dict[str, Any]]) -> bool:
@@ -272,11 +265,24 @@ def _finish(ds, one_hot: int | None, mixers: list | None):
 # --------------------------------------------------------------------------- normalization and evaluation
 
 
-def fit_stats(kind: str, ds, batch_size: int = 256) -> dict:
-    """Normalization statistics of the training split: from the arrays, or streamed batch by batch."""
-    from . import preprocess
+def fit_stats(cfg, ds, batch_size: int = 256) -> dict:
+    """Every statistic of the ``data:`` section (``preprocess.fit_data``), fitted on the training split.
+
+    In-memory data are fitted from the arrays; streamed data batch by batch in one pass, which covers
+    the normalizations (``zca``, ``pca`` and ``fancy_pca`` need the whole split in memory: refused).
+    """
+    from . import augment, preprocess
     if not is_streamed(ds):
-        return preprocess.fit(kind, ds.x_train)
+        return preprocess.fit_data(cfg, ds.x_train)
+    needs_memory = [(path, what) for path, what, used in (
+        ("data.normalize", "normalize: zca", cfg.normalize == "zca"), ("data.pca", "pca", cfg.pca is not None),
+        ("data.augment", "fancy_pca", augment.wants_fancy_pca(cfg.augment))) if used]
+    if needs_memory:
+        path, what = needs_memory[0]
+        raise RecipeError.one(path, f"Received: {what} with source: {cfg.source}, which is streamed from disk; "
+                              f"{what} is fitted on the whole training split in memory. Fix: convert the data to an "
+                              ".npz (source: npz), or remove it.")
+    kind = cfg.normalize
     if kind in ("none", "rescale", "gcn"):  # nothing to fit: do not read the images
         return preprocess.fit(kind, np.zeros((1, *ds.info.input_shape), dtype=np.uint8))
     batches = streamed_batches(ds.train, batch_size).map(lambda x, y: x)

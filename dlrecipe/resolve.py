@@ -224,6 +224,9 @@ def build_layer(spec: dict[str, Any], path: str, defaults: dict[str, Any]) -> ke
 
 
 def _block_hint(kind: str) -> str:
+    from .augment import ALIASES
+    if kind in ALIASES:
+        return f" ({kind} is an augmentation: put it in data.augment, not model.layers)"
     return "" if kind[:1].isupper() else " (Keras layers are CamelCase; dlrecipe blocks lower_snake_case)"
 
 

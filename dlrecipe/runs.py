@@ -5,6 +5,7 @@ Layout (``runs/<name>/<timestamp>/``)::
     recipe.yaml          fully resolved recipe (train it again to reproduce the run)
     environment.json     versions, devices, backend, seed, command line
     preprocessing.json   input shape and dtype, task, class names, fitted statistics
+    preprocessing.npz    the ZCA / PCA matrices that preprocessing.json names (only with zca or pca)
     history.csv          one row per finished epoch, with the learning rate
     checkpoints/         last.keras + state.json, to resume
     model.keras          the final (or best) model: raw inputs in, probabilities out
@@ -90,8 +91,9 @@ def read_json(path: Path) -> Any:
 
 def register_layers() -> None:
     """Register dlrecipe's serializable layers and schedules with Keras, so saved models load in safe mode."""
-    from . import blocks, preprocess, schedules  # noqa: F401  (blocks and schedules register on import)
+    from . import augment, blocks, preprocess, schedules  # noqa: F401  (blocks and schedules register on import)
     preprocess.register_keras_objects()
+    augment.register_keras_objects()
 
 
 def load_model(path: Path):
@@ -100,9 +102,11 @@ def load_model(path: Path):
 
     register_layers()
     try:
-        return keras.saving.load_model(str(path), safe_mode=True, compile=True)
+        model = keras.saving.load_model(str(path), safe_mode=True, compile=True)
     except FileNotFoundError:
         raise RecipeError.one(str(path), "Missing from the run folder; train the run again.") from None
     except Exception as e:  # Keras raises ValueError/TypeError/OSError for damaged files
         raise RecipeError.one(str(path), f"Cannot load this model ({type(e).__name__}: {e}). The file is damaged "
                               "or was written by another program; train the run again.") from e
+    from .augment import mark_no_xla
+    return mark_no_xla(model)

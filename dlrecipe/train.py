@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import pipeline, runs
+from . import augment, pipeline, preprocess, runs
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe
@@ -85,7 +85,7 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     if resume is None:
         check_writable(out)
     try:
-        stats = pipeline.fit_stats(recipe.data.normalize, dataset)
+        stats = pipeline.fit_stats(recipe.data, dataset)
     except Exception as e:
         raise pipeline.data_error(dataset, e) or e
     recipe = finalize(recipe, info.task, info.n_classes)
@@ -231,9 +231,12 @@ def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, ar
         raise RecipeError.one("--out", f"Cannot create the run folder {run_dir}: {e.strerror}. Choose another --out.") from None
     write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
     write_json(run_dir / runs.ENVIRONMENT, environment(recipe.seed, rt, recipe.runtime, argv))
+    sections, arrays = preprocess.stored(stats)
+    if arrays:  # ZCA / PCA matrices; written first, so preprocessing.json never names a missing file
+        preprocess.write_arrays(run_dir / preprocess.ARRAYS_FILE, arrays)
     write_json(run_dir / runs.PREPROCESSING, {
         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype, "task": info.task,
-        "class_names": info.class_names, "normalization": stats,
+        "class_names": info.class_names, **sections,
         **({"tabular": tabular} if tabular is not None else {})})  # csv: imputation and categories
 
 

@@ -61,7 +61,7 @@ class RecipeHyperModel(kt.HyperModel):
         key = json.dumps(recipe.data.model_dump(mode="json"), sort_keys=True)
         if key not in self._data:
             ds = pipeline.load(recipe.data, recipe.seed)
-            self._data[key] = (ds, pipeline.fit_stats(recipe.data.normalize, ds))
+            self._data[key] = (ds, pipeline.fit_stats(recipe.data, ds))
         return self._data[key]
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:

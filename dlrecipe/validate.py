@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from . import data as datamod
 from . import preprocess
 from .check import build_all
@@ -29,7 +27,7 @@ def build_for_validation(loaded: LoadedRecipe):
                               f"data's examples have shape {list(info.input_shape)}. Remove input_shape (it is "
                               "inferred) or fix it.")
     # Placeholder statistics of the right shape: the model's structure does not depend on their values.
-    stats = preprocess.fit(recipe.data.normalize, np.zeros((2, *shape), dtype=info.input_dtype))
+    stats = preprocess.placeholder(recipe.data, shape, info.input_dtype)
     steps = max(1, math.ceil(1000 / recipe.train.batch_size))
     paths: dict[str, str] = {}
     built = build_all(recipe, shape, stats, task=info.task, n_classes=info.n_classes, steps_per_epoch=steps,

@@ -96,6 +96,11 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write(Path(path), text.encode("utf-8"))
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, then rename)."""
+    _atomic_write(Path(path), data)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")

@@ -568,7 +568,7 @@ def test_stats_are_json(shifted):
     for kind in preprocess.KINDS:
         st = preprocess.fit(kind, x_train)
         assert st["kind"] == kind
-        back = json.loads(json.dumps(st))
+        back = json.loads(json.dumps(st, default=lambda a: a.tolist()))  # zca's matrix is an array (-> .npz)
         np.testing.assert_array_equal(preprocess.apply_numpy(back, x_train), preprocess.apply_numpy(st, x_train))
 
 
@@ -593,11 +593,8 @@ def test_each_kind_transforms_as_documented():
     assert np.all(preprocess.apply_numpy({"kind": "gcn", "epsilon": 1e-7}, np.full((1, 3, 3, 1), 5.0)) == 0)
 
 
-def test_planned_and_unknown_kinds():
+def test_unknown_kinds():
     x = np.zeros((2, 3), np.float32)
-    err = error_of(preprocess.fit, "zca", x)
-    assert err.problems[0].path == "data.normalize" and "planned" in str(err)
-    assert "planned" in str(error_of(preprocess.fit, "pca", x))
     err = error_of(preprocess.fit, "standardise", x)
     assert "Did you mean 'standardize'" in str(err)
 
