@@ -231,7 +231,8 @@ def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, ar
         raise RecipeError.one("--out", f"Cannot create the run folder {run_dir}: {e.strerror}. Choose another --out.") from None
     write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
     write_json(run_dir / runs.ENVIRONMENT, environment(recipe.seed, rt, recipe.runtime, argv))
-    sections, arrays = preprocess.stored(stats)
+    # cross-validation fits per fold (stored in each fold.json): nothing run-wide to store
+    sections, arrays = preprocess.stored(stats) if stats is not None else ({"normalization": None}, {})
     if arrays:  # ZCA / PCA matrices; written first, so preprocessing.json never names a missing file
         preprocess.write_arrays(run_dir / preprocess.ARRAYS_FILE, arrays)
     write_json(run_dir / runs.PREPROCESSING, {
