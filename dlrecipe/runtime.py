@@ -47,6 +47,12 @@ def make_runtime(cfg: RuntimeConfig) -> Runtime:
     if backend == "jax":
         import jax
         devices = jax.devices()
+        if jax.process_count() > 1:  # a worker of `train --workers N` (see dlrecipe.workers)
+            dist = keras.distribution.DataParallel(devices=devices)
+            dist.auto_shard_dataset = False  # each worker feeds its own shard of NumPy arrays
+            keras.distribution.set_distribution(dist)
+            return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s) "
+                           f"in {jax.process_count()} processes")
         if cfg.strategy == "data_parallel" or (cfg.strategy == "auto" and len(devices) > 1):
             keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
             return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s)")

@@ -23,11 +23,12 @@ import keras
 import numpy as np
 
 from . import data as datamod
-from . import preprocess, runs
+from . import preprocess, runs, scaling
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe
 from .runtime import environment, make_runtime, seed_everything, set_precision
+from .workers import Process, shard
 from .yamlio import dump_yaml, write_json, write_text
 
 
@@ -64,8 +65,12 @@ def check_writable(out: Path) -> None:
 
 
 def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | None = None,
-          verbose: int | str = "auto") -> Result:
+          verbose: int | str = "auto", process: "Process | None" = None, run_dir: Path | None = None) -> Result:
     """Train ``loaded`` into a new run folder under ``out`` (or continue the run ``resume``).
+
+    ``process``, when given, makes this one worker of a multi-process run (see ``workers``): it trains
+    on its shard with ``batch_size / N`` examples per step, and only worker 0 writes the run folder
+    (``run_dir`` when the launcher chose it).
 
     Raises:
         RecipeError: bad input, before anything is written.
@@ -77,16 +82,23 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     seed_everything(recipe.seed, cfg.deterministic)
     dataset = datamod.load(recipe.data, recipe.seed)
     info = dataset.info
-    if resume is None:
+    chief = process is None or process.chief
+    if resume is None and chief:
         check_writable(out)
     stats = preprocess.fit(recipe.data.normalize, dataset.x_train)
     recipe = finalize(recipe, info.task)
-    batch = recipe.train.batch_size
-    steps = max(1, math.ceil(len(dataset.x_train) / batch))
+    x_train, y_train = shard(dataset.x_train, dataset.y_train, process)
+    x_val, y_val = shard(dataset.x_val, dataset.y_val, process)
+    batch = recipe.train.batch_size // (process.count if process else 1)
+    steps = max(1, math.ceil(len(x_train) / batch))
+    if process is not None:
+        print(f"worker {process.index} of {process.count}: {len(x_train)} of {len(dataset.x_train)} training "
+              f"examples (#{process.index}, #{process.index + process.count}, ...), {batch} per step of the global batch "
+              f"{recipe.train.batch_size}", flush=True)
     rt = make_runtime(cfg)
     with rt.scope:
-        built = build_all(recipe, info.input_shape, stats, task=info.task, n_classes=info.n_classes,
-                          steps_per_epoch=steps)
+        built = build_all(scaling.scaled(recipe, rt.replicas), info.input_shape, stats, task=info.task,
+                          n_classes=info.n_classes, steps_per_epoch=steps)
         start_epoch, prior = 0, []
         if resume is not None:
             model, start_epoch, prior = _restore(resume)
@@ -97,20 +109,20 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     if start_epoch >= recipe.train.epochs:
         raise RecipeError.one(str(resume), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
-    run_dir = resume or runs.new_run_dir(out, recipe.name)
-    if resume is None:
-        _write_start(run_dir, loaded, recipe, info, stats, rt, argv)
-    else:
+    run_dir = Path(resume or run_dir or runs.new_run_dir(out, recipe.name))
+    if resume is None and chief:
+        _write_start(run_dir, loaded, recipe, info, stats, rt, argv, process)
+    elif chief:
         write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
-    watcher = _Watcher(run_dir, prior)
+    watcher = _Watcher(run_dir, prior, chief)
     callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN()]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD), write_graph=False,
                                                      profile_batch=0))
-    validation = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else None
+    validation = (x_val, y_val) if x_val is not None else None
     try:
         with _stop_on_sigint(watcher):
-            model.fit(dataset.x_train, dataset.y_train, batch_size=batch, epochs=recipe.train.epochs,
+            model.fit(x_train, y_train, batch_size=batch, epochs=recipe.train.epochs,
                       initial_epoch=start_epoch, validation_data=validation, callbacks=callbacks, shuffle=True,
                       verbose=verbose)
         if watcher.interrupted:
@@ -123,7 +135,7 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
                               f"epoch {watcher.last_epoch}. Lower the learning rate (or add clipnorm to the optimizer)"
                               f" and resume with `dlrecipe train --resume {run_dir} --set train.learning_rate=...`.",
                               run_dir, 1)
-    save_model(model, run_dir / runs.MODEL)
+    save_model(model, run_dir / runs.MODEL, chief)
     return Result(run_dir, watcher.rows, model, dataset)
 
 
@@ -152,13 +164,17 @@ class _stop_on_sigint:
         return False
 
 
-def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv) -> None:
+def _write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv, process=None) -> None:
     try:
-        run_dir.mkdir(parents=True)
+        # A launcher of --workers made the folder (it holds the workers' logs); a single process did not.
+        run_dir.mkdir(parents=True, exist_ok=process is not None)
     except OSError as e:
         raise RecipeError.one("--out", f"Cannot create the run folder {run_dir}: {e.strerror}. Choose another --out.") from None
     write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
-    write_json(run_dir / runs.ENVIRONMENT, environment(recipe.seed, rt, recipe.runtime, argv))
+    env = environment(recipe.seed, rt, recipe.runtime, argv)
+    env["workers"] = process.count if process else 1
+    env["learning_rate_scale"] = scaling.describe(recipe.runtime, rt.replicas)
+    write_json(run_dir / runs.ENVIRONMENT, env)
     write_json(run_dir / runs.PREPROCESSING, {
         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype, "task": info.task,
         "class_names": info.class_names, "normalization": stats})
@@ -183,8 +199,17 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
     return load_recipe(run_dir / runs.RECIPE, overrides)
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """``model.save`` to a temp file beside ``path``, then rename (atomic)."""
+def save_model(model: keras.Model, path: Path, chief: bool = True) -> None:
+    """``model.save`` to a temp file beside ``path``, then rename (atomic).
+
+    ``chief=False`` (workers other than 0 of a multi-process run): saving reads the replicated
+    variables through a collective that every process must join, so these workers save too, to a
+    scratch file that is thrown away.
+    """
+    if not chief:
+        with tempfile.TemporaryDirectory(prefix="dlrecipe-worker-") as scratch:
+            model.save(Path(scratch) / "model.keras")
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
     os.close(fd)
@@ -221,9 +246,9 @@ class _Watcher(keras.callbacks.Callback):
     An epoch whose loss is NaN is neither logged nor checkpointed: the run keeps its last good state.
     """
 
-    def __init__(self, run_dir: Path, prior: list[dict[str, Any]]):
+    def __init__(self, run_dir: Path, prior: list[dict[str, Any]], chief: bool = True):
         super().__init__()
-        self.run_dir = run_dir
+        self.run_dir, self.chief = run_dir, chief
         self.rows = list(prior)
         self.last_epoch = prior[-1]["epoch"] if prior else 0
         self.nan_epoch: int | None = None
@@ -251,9 +276,10 @@ class _Watcher(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **logs, "learning_rate": self._lr})
         # state.json is written last: it commits the epoch. A Ctrl-C between these writes leaves the
         # previous epoch committed, and resume drops history rows beyond the committed epoch.
-        save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT)
-        _write_history(self.run_dir / runs.HISTORY, self.rows)
-        write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1})
+        save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT, self.chief)
+        if self.chief:
+            _write_history(self.run_dir / runs.HISTORY, self.rows)
+            write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1})
         self.last_epoch = epoch + 1
 
 
