@@ -284,7 +284,9 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
 @app.command()
 @handles_errors
 def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS,
-       out: Path = typer.Option(Path("lr.png"), "--out", help="Where to write the plot of the rate per step (PNG).")
+       out: Path = typer.Option(Path("lr.png"), "--out", help="Where to write the plot of the rate per step (PNG)."),
+       replicas: int = typer.Option(1, "--replicas", min=1, metavar="N", help="Show the rates of a run on N replicas "
+                                    "(with runtime.scale_learning_rate: linear, N times the recipe's).")
        ) -> None:
     """Print RECIPE's learning rate per epoch and plot it per step, without training or loading the data."""
     from .recipe import load_recipe
@@ -293,7 +295,7 @@ def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAM
     from .diagnose import check_out_file, learning_rates, plot_learning_rates, print_learning_rates, write_out
     check_out_file(out, ".png")
     with recipe_lines(loaded.lines):
-        rates = learning_rates(loaded)
+        rates = learning_rates(loaded, replicas)
     print_learning_rates(rates, loaded.recipe.name, _console())
     write_out(lambda: plot_learning_rates(rates, loaded.recipe.name, out), out)
     typer.echo(f"Wrote {out}")
