@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -46,7 +47,6 @@ RUN_DIR = "DLRECIPE_RUN_DIR"
 COMMAND = "DLRECIPE_COMMAND"
 CPUS = "DLRECIPE_CPUS"
 LOGS = "workers"
-STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 
 
 @dataclass(frozen=True)
@@ -213,15 +213,16 @@ def launch(args: list[str], workers: int, run_dir: Path, command: list[str], *, 
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
         echo(f"Started worker {i} of {workers} (pid {procs[-1].pid}), log: {logs / f'{i}.log'}")
     try:
-        return _supervise(procs, logs, run_dir, new_run, echo)
+        outcome = _supervise(procs, logs, run_dir, new_run, echo)
     except KeyboardInterrupt:
-        _stop(procs)
-        return Outcome(130, f"Interrupted: all {workers} workers stopped. The run keeps its finished epochs: resume "
-                            f"with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} --workers {workers}`.")
+        outcome = Outcome(130, f"Interrupted: all {workers} workers stopped. The run keeps its finished epochs: "
+                               f"resume with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} --workers {workers}`.")
     finally:
-        _stop(procs)
+        with _sigint_ignored():  # a second Ctrl-C must not leave workers running
+            _stop(procs)
         for f in files:
             f.close()
+    return outcome
 
 
 def _supervise(procs: list[subprocess.Popen], logs: Path, run_dir: Path, new_run: bool,
@@ -230,7 +231,8 @@ def _supervise(procs: list[subprocess.Popen], logs: Path, run_dir: Path, new_run
     while True:
         follow.poll()
         codes = [p.poll() for p in procs]
-        failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+        # The cause first: a worker killed by a signal before one that then failed on its broken connection.
+        failed = sorted((i for i, c in enumerate(codes) if c not in (None, 0)), key=lambda i: (codes[i] >= 0, i))
         if failed:
             _stop(procs)
             follow.poll()
@@ -266,17 +268,29 @@ def _tail(path: Path, n: int = 15) -> list[str]:
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM every running worker's process group, then SIGKILL what is left after a grace period."""
+    """Kill every running worker's process group, and reap them.
+
+    SIGKILL at once: JAX's distributed runtime takes SIGTERM as a preemption notice and trains on, and
+    a worker left alone waits forever on the collectives of the dead one. Nothing is lost that was
+    committed: every file of the run is replaced atomically and state.json, written last, commits an epoch.
+    """
     for p in procs:
         if p.poll() is None:
-            _signal_group(p, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
             _signal_group(p, signal.SIGKILL)
-            p.wait()
+    for p in procs:
+        p.wait()
+
+
+class _sigint_ignored:
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _signal_group(p: subprocess.Popen, sig: int) -> None:
