@@ -197,11 +197,13 @@ def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, r
         run_dir = os.environ.get(wk.RUN_DIR)
         try:
             with recipe_lines(loaded.lines):
-                trainmod.train(loaded, out, wk.command_line(), resume=resume, verbose=2, process=process,
-                               run_dir=Path(run_dir) if run_dir else None)
+                result = trainmod.train(loaded, out, wk.command_line(), resume=resume, verbose=2, process=process,
+                                        run_dir=Path(run_dir) if run_dir else None)
         except trainmod.TrainingStopped as e:
             _err(str(e))
             raise typer.Exit(e.exit_code) from None
+        if process.chief and not run_dir:  # started by hand (several hosts): no launcher to say it
+            typer.echo(f"Run folder: {result.run_dir}")
         return
     import_keras_quietly()
     import keras
