@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -191,6 +192,7 @@ def launch(args: list[str], workers: int, run_dir: Path, command: list[str], *, 
             the recipe (exit code 2), so bad input leaves nothing behind.
     """
     logs = run_dir / LOGS
+    made = _missing_root(logs)  # the first folder this call creates: removed again if the recipe is refused
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     shares = cpu_shares(workers)
@@ -213,7 +215,7 @@ def launch(args: list[str], workers: int, run_dir: Path, command: list[str], *, 
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
         echo(f"Started worker {i} of {workers} (pid {procs[-1].pid}), log: {logs / f'{i}.log'}")
     try:
-        outcome = _supervise(procs, logs, run_dir, new_run, echo)
+        outcome = _supervise(procs, logs, run_dir, made if new_run else None, echo)
     except KeyboardInterrupt:
         outcome = Outcome(130, f"Interrupted: all {workers} workers stopped. The run keeps its finished epochs: "
                                f"resume with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} --workers {workers}`.")
@@ -225,7 +227,16 @@ def launch(args: list[str], workers: int, run_dir: Path, command: list[str], *, 
     return outcome
 
 
-def _supervise(procs: list[subprocess.Popen], logs: Path, run_dir: Path, new_run: bool,
+def _missing_root(path: Path) -> Path | None:
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _supervise(procs: list[subprocess.Popen], logs: Path, run_dir: Path, made: Path | None,
                echo: Callable[[str], None]) -> Outcome:
     follow = _Follower(logs / "0.log", echo)
     while True:
@@ -236,19 +247,20 @@ def _supervise(procs: list[subprocess.Popen], logs: Path, run_dir: Path, new_run
         if failed:
             _stop(procs)
             follow.poll()
-            return _failure(failed[0], codes[failed[0]], logs, run_dir, new_run, len(procs))
+            return _failure(failed[0], codes[failed[0]], logs, run_dir, made, len(procs))
         if all(c == 0 for c in codes):
             follow.poll()
             return Outcome(0, "")
         time.sleep(0.1)
 
 
-def _failure(i: int, code: int, logs: Path, run_dir: Path, new_run: bool, workers: int) -> Outcome:
+def _failure(i: int, code: int, logs: Path, run_dir: Path, made: Path | None, workers: int) -> Outcome:
     tail = _tail(logs / f"{i}.log")
     if code == 2:  # the recipe or the command was refused, before training: show the problems as they are
-        if new_run and not (run_dir / "recipe.yaml").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        return Outcome(2, "\n".join(line for line in tail if not line.startswith("--- dlrecipe worker")))
+        if made is not None and not (run_dir / "recipe.yaml").exists():
+            shutil.rmtree(made, ignore_errors=True)
+        first = next((k for k, line in enumerate(tail) if _is_problem(line)), 0)
+        return Outcome(2, "\n".join(tail[first:]))
     how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.Signals._value2member_map_ \
         else f"exit code {code}"
     resume = (f"The run keeps its finished epochs: resume with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} "
@@ -300,6 +312,11 @@ def _signal_group(p: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def _is_problem(line: str) -> bool:
+    """The lines of a refused recipe (printed by the launcher itself, on stderr)."""
+    return line.startswith(("error: ", "warning: ")) or re.match(r"^\d+ problem\(s\)", line) is not None
+
+
 class _Follower:
     """Echo the lines a log file gains, as they come (worker 0's progress on the launcher's console)."""
 
@@ -317,5 +334,5 @@ class _Follower:
         lines = (self.partial + text).split("\n")
         self.partial = lines.pop()
         for line in lines:
-            if not line.startswith("--- dlrecipe worker"):
+            if not line.startswith("--- dlrecipe worker") and not _is_problem(line):
                 self.echo(line)

@@ -55,6 +55,19 @@ def test_workers_that_cannot_share_the_batch_evenly_are_refused_with_the_fix(cli
 # --- several processes on loopback ----------------------------------------------------------------------
 
 
+def test_a_recipe_the_workers_refuse_is_reported_once_and_leaves_nothing(write_recipe, tmp_path):
+    pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
+    out = tmp_path / "runs"
+    recipe = write_recipe(runtime={"strategy": "one_device"})  # a tf.distribute strategy, found by the workers
+    proc = subprocess.run([DLRECIPE, "train", str(recipe), "--out", str(out), "--workers", "2"], capture_output=True,
+                          text=True, timeout=180, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: runtime.strategy ({recipe}:") and "KERAS_BACKEND=tensorflow" in proc.stderr
+    assert proc.stderr.count("error: ") == 1 and "error" not in proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not out.exists()  # not even the workers' logs
+
+
 def test_two_workers_train_one_run_a_killed_worker_is_reported_and_the_run_resumes(write_recipe, tmp_path):
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     out = tmp_path / "runs"
