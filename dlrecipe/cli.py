@@ -220,7 +220,8 @@ def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, r
         _err(outcome.message)
         raise typer.Exit(outcome.exit_code)
     rows = trainmod._read_history(Path(run_dir) / runs.HISTORY)
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in (rows[-1] if rows else {}).items() if k not in ("epoch", "learning_rate"))
+    last = rows[-1] if rows else {}
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k not in ("epoch", "learning_rate"))
     typer.echo(f"Trained {loaded.recipe.name} in {n} workers: {shown}")
     typer.echo(f"Run folder: {run_dir}")
     if evaluate_after:

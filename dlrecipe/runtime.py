@@ -43,7 +43,8 @@ def make_runtime(cfg: RuntimeConfig) -> Runtime:
     """The strategy scope for ``cfg.strategy`` on the current backend."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        if cfg.jit_compile is True and cfg.strategy in ("auto", "mirrored") and os.environ.get(LOGICAL_CPUS, "1") != "1":
+        split = os.environ.get(LOGICAL_CPUS, "1") != "1"
+        if cfg.jit_compile is True and cfg.strategy in ("auto", "mirrored") and split:
             # XLA then reads a replica's variables from another logical device and fails mid-step.
             raise RecipeError.one("runtime.jit_compile", f"Received: jit_compile=true with {LOGICAL_CPUS}="
                                   f"{os.environ[LOGICAL_CPUS]}. XLA cannot compile MirroredStrategy's step over "

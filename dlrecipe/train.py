@@ -93,8 +93,8 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     steps = max(1, math.ceil(len(x_train) / batch))
     if process is not None:
         print(f"worker {process.index} of {process.count}: {len(x_train)} of {len(dataset.x_train)} training "
-              f"examples (#{process.index}, #{process.index + process.count}, ...), {batch} per step of the global batch "
-              f"{recipe.train.batch_size}", flush=True)
+              f"examples (#{process.index}, #{process.index + process.count}, ...), {batch} per step of the global "
+              f"batch {recipe.train.batch_size}", flush=True)
     rt = make_runtime(cfg)
     with rt.scope:
         built = build_all(scaling.scaled(recipe, rt.replicas), info.input_shape, stats, task=info.task,

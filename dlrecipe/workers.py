@@ -218,7 +218,8 @@ def launch(args: list[str], workers: int, run_dir: Path, command: list[str], *, 
         outcome = _supervise(procs, logs, run_dir, made if new_run else None, echo)
     except KeyboardInterrupt:
         outcome = Outcome(130, f"Interrupted: all {workers} workers stopped. The run keeps its finished epochs: "
-                               f"resume with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} --workers {workers}`.")
+                               f"resume with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} "
+                               f"--workers {workers}`.")
     finally:
         with _sigint_ignored():  # a second Ctrl-C must not leave workers running
             _stop(procs)
