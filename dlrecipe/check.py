@@ -189,7 +189,7 @@ def feature_problems(recipe: Recipe) -> list[Problem]:
     if r.strategy == "multi_worker":
         add("runtime.strategy", "Received: strategy='multi_worker'. Keras 3's fit does not run under "
             "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585). For several processes use "
-            "strategy: data_parallel with KERAS_BACKEND=jax.")
+            "strategy: data_parallel (or auto) and `KERAS_BACKEND=jax dlrecipe train RECIPE --workers N`.")
     if r.strategy == "data_parallel" and backend != "jax":
         add("runtime.strategy", f"Received: strategy='data_parallel' on the {backend} backend. It is Keras's "
             "distribution API for JAX: run with KERAS_BACKEND=jax, or use mirrored on TensorFlow.")

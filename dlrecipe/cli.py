@@ -159,7 +159,10 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
           sets: list[str] = SETS, out: Path = OUT,
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder after its last "
                                                 "finished epoch."),
-          evaluate_after: bool = typer.Option(False, "--evaluate", help="Evaluate on the test split when done.")) -> None:
+          evaluate_after: bool = typer.Option(False, "--evaluate", help="Evaluate on the test split when done."),
+          workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="Train in N local processes "
+                                                "(data parallel, KERAS_BACKEND=jax); batch_size stays the global "
+                                                "batch.")) -> None:
     """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run with --resume RUN)."""
     from .recipe import load_recipe
     if (recipe is None) == (resume is None):
@@ -168,6 +171,9 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
     if evaluate_after and loaded.recipe.train.cross_validation > 1:
         raise RecipeError.one("--evaluate", "A cross-validation run has no model to evaluate: it reports each "
                               "fold's validation metrics (cv.json). Leave out --evaluate.")
+    if workers is not None:
+        _train_workers(loaded, recipe, sets, out, resume, workers, evaluate_after)
+        return
     trainmod = _train_module()
     try:
         with recipe_lines(loaded.lines):
@@ -185,6 +191,48 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
     typer.echo(f"Run folder: {result.run_dir}")
     if evaluate_after:
         _evaluate(result.run_dir, model=result.model, dataset=result.dataset)
+
+
+def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, resume: Optional[Path], n: int,
+                   evaluate_after: bool) -> None:
+    """``train --workers N``: launch N local workers, or be one of them (DLRECIPE_PROCESS_ID set)."""
+    from . import workers as wk
+    process = wk.from_env(n)
+    if process is not None:  # one worker: join the cluster before JAX starts, then train this shard
+        wk.join(process, loaded.recipe.train.batch_size)
+        trainmod = _train_module()
+        run_dir = os.environ.get(wk.RUN_DIR)
+        try:
+            with recipe_lines(loaded.lines):
+                result = trainmod.train(loaded, out, wk.command_line(), resume=resume, verbose=2, process=process,
+                                        run_dir=Path(run_dir) if run_dir else None)
+        except trainmod.TrainingStopped as e:
+            _err(str(e))
+            raise typer.Exit(e.exit_code) from None
+        if process.chief and not run_dir:  # started by hand (several hosts): no launcher to say it
+            typer.echo(f"Run folder: {result.run_dir}")
+        return
+    import_keras_quietly()
+    import keras
+    wk.check_request(n, loaded.recipe.train.batch_size, keras.backend.backend())
+    trainmod = _train_module()
+    if resume is None:
+        trainmod.check_writable(out)
+    from . import runs
+    run_dir = resume or runs.new_run_dir(out, loaded.recipe.name)
+    args = ["train", *([str(recipe)] if recipe is not None else []), *[a for s in sets for a in ("--set", s)],
+            "--out", str(out), *(["--resume", str(resume)] if resume is not None else []), "--workers", str(n)]
+    outcome = wk.launch(args, n, Path(run_dir), sys.argv, new_run=resume is None, echo=typer.echo)
+    if outcome.exit_code:
+        _err(outcome.message)
+        raise typer.Exit(outcome.exit_code)
+    rows = trainmod._read_history(Path(run_dir) / runs.HISTORY)
+    last = rows[-1] if rows else {}
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k not in ("epoch", "learning_rate"))
+    typer.echo(f"Trained {loaded.recipe.name} in {n} workers: {shown}")
+    typer.echo(f"Run folder: {run_dir}")
+    if evaluate_after:
+        _evaluate(Path(run_dir))
 
 
 def _train_module():
@@ -249,7 +297,9 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
 @app.command()
 @handles_errors
 def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS,
-       out: Path = typer.Option(Path("lr.png"), "--out", help="Where to write the plot of the rate per step (PNG).")
+       out: Path = typer.Option(Path("lr.png"), "--out", help="Where to write the plot of the rate per step (PNG)."),
+       replicas: int = typer.Option(1, "--replicas", min=1, metavar="N", help="Show the rates of a run on N replicas "
+                                    "(with runtime.scale_learning_rate: linear, N times the recipe's).")
        ) -> None:
     """Print RECIPE's learning rate per epoch and plot it per step, without training or loading the data."""
     from .recipe import load_recipe
@@ -258,7 +308,7 @@ def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAM
     from .diagnose import check_out_file, learning_rates, plot_learning_rates, print_learning_rates, write_out
     check_out_file(out, ".png")
     with recipe_lines(loaded.lines):
-        rates = learning_rates(loaded)
+        rates = learning_rates(loaded, replicas)
     print_learning_rates(rates, loaded.recipe.name, _console())
     write_out(lambda: plot_learning_rates(rates, loaded.recipe.name, out), out)
     typer.echo(f"Wrote {out}")

@@ -151,11 +151,12 @@ class LearningRates:
         return self.per_step[(i - 1) * self.steps_per_epoch: i * self.steps_per_epoch]
 
 
-def learning_rates(loaded: LoadedRecipe) -> LearningRates:
+def learning_rates(loaded: LoadedRecipe, replicas: int = 1) -> LearningRates:
     """Evaluate the recipe's learning rate at every step, as training's optimizer will.
 
     Steps per epoch are ``ceil(n_train / batch_size)`` with ``n_train`` from
-    ``count_train_examples``; the schedule object is the one ``train`` builds.
+    ``count_train_examples``; the schedule object is the one ``train`` builds, scaled
+    for ``replicas`` when ``runtime.scale_learning_rate`` asks for it.
 
     Raises:
         RecipeError: a bad data section, learning rate or optimizer, each with its path.
@@ -163,9 +164,14 @@ def learning_rates(loaded: LoadedRecipe) -> LearningRates:
     from .check import feature_problems, learning_rate_of
     from .resolve import optimizer as make_optimizer
 
+    from .scaling import scaled
     recipe = loaded.recipe
-    t = recipe.train
     problems: list[Problem] = [p for p in feature_problems(recipe) if p.path.startswith("train.")]
+    try:
+        recipe = scaled(recipe, replicas)
+    except RecipeError as e:
+        problems.extend(e.problems)
+    t = recipe.train
     n_train = 0
     try:
         n_train = count_train_examples(recipe.data)
@@ -192,6 +198,12 @@ def learning_rates(loaded: LoadedRecipe) -> LearningRates:
         source = "constant, set in train.optimizer" if _sets_rate(t.optimizer) else \
             f"constant, {type(opt).__name__}'s default"
     notes = []
+    if recipe.runtime.scale_learning_rate:
+        notes.append(f"runtime.scale_learning_rate: {recipe.runtime.scale_learning_rate}: the recipe's rates times "
+                     f"{replicas} replica(s) (--replicas).")
+    elif replicas > 1:
+        notes.append(f"--replicas {replicas}: the rates are the recipe's; runtime.scale_learning_rate: linear would "
+                     f"multiply them by {replicas}.")
     for i, cb in enumerate(t.callbacks):
         if cb.get("type") == "ReduceLROnPlateau":
             notes.append(f"train.callbacks[{i}]: ReduceLROnPlateau may lower the rate further at run time (by "

@@ -43,10 +43,22 @@ def make_runtime(cfg: RuntimeConfig) -> Runtime:
     """The strategy scope for ``cfg.strategy`` on the current backend."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
+        split = os.environ.get(LOGICAL_CPUS, "1") != "1"
+        if cfg.jit_compile is True and cfg.strategy in ("auto", "mirrored") and split:
+            # XLA then reads a replica's variables from another logical device and fails mid-step.
+            raise RecipeError.one("runtime.jit_compile", f"Received: jit_compile=true with {LOGICAL_CPUS}="
+                                  f"{os.environ[LOGICAL_CPUS]}. XLA cannot compile MirroredStrategy's step over "
+                                  "logical CPU devices. Use jit_compile: auto (or false) there.")
         return _tf_runtime(cfg.strategy)
     if backend == "jax":
         import jax
         devices = jax.devices()
+        if jax.process_count() > 1:  # a worker of `train --workers N` (see dlrecipe.workers)
+            dist = keras.distribution.DataParallel(devices=devices)
+            dist.auto_shard_dataset = False  # each worker feeds its own shard of NumPy arrays
+            keras.distribution.set_distribution(dist)
+            return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s) "
+                           f"in {jax.process_count()} processes")
         if cfg.strategy == "data_parallel" or (cfg.strategy == "auto" and len(devices) > 1):
             keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
             return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s)")
@@ -54,8 +66,31 @@ def make_runtime(cfg: RuntimeConfig) -> Runtime:
     return Runtime(contextlib.nullcontext(), 1, f"one device ({backend} backend)")
 
 
+LOGICAL_CPUS = "DLRECIPE_LOGICAL_CPUS"
+
+
+def _split_cpu(tf) -> None:
+    """``DLRECIPE_LOGICAL_CPUS=N``: split the CPU into N logical devices, so that ``mirrored`` runs N replicas
+    without GPUs (to try a multi-replica recipe, or test one). TensorFlow allows it only before it starts."""
+    raw = os.environ.get(LOGICAL_CPUS)
+    if not raw:
+        return
+    if not raw.isdigit() or int(raw) < 1:
+        raise RecipeError.one(LOGICAL_CPUS, f"Received: {LOGICAL_CPUS}={raw!r}. Expected a positive integer.")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration()] * int(raw)
+    if len(tf.config.get_logical_device_configuration(cpu) or [None]) == int(raw):
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError:
+        raise RecipeError.one(LOGICAL_CPUS, f"Received: {LOGICAL_CPUS}={raw}, but TensorFlow had already started "
+                              "in this process; the split applies to a fresh `dlrecipe` process.") from None
+
+
 def _tf_runtime(strategy: str) -> Runtime:
     import tensorflow as tf
+    _split_cpu(tf)
     gpus = tf.config.list_logical_devices("GPU")
     if strategy == "tpu":
         try:

@@ -141,6 +141,7 @@ class RuntimeConfig(Strict):
     mixed_precision: Literal[False, "mixed_float16", "mixed_bfloat16"] = False
     jit_compile: Literal["auto"] | bool = "auto"
     deterministic: bool = False
+    scale_learning_rate: Literal[False, "linear"] = False  # linear: rates x replicas (dlrecipe.scaling)
 
 
 class ExportConfig(Strict):

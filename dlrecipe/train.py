@@ -15,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import augment, pipeline, preprocess, runs
+from . import augment, pipeline, preprocess, runs, scaling
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe
 from .runtime import environment, make_runtime, seed_everything, set_precision
+from .workers import Process, shard
 from .yamlio import dump_yaml, write_json, write_text
 
 
@@ -63,11 +65,15 @@ def check_writable(out: Path) -> None:
 
 
 def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | None = None,
-          verbose: int | str = "auto") -> Result:
+          verbose: int | str = "auto", process: "Process | None" = None, run_dir: Path | None = None) -> Result:
     """Train ``loaded`` into a new run folder under ``out`` (or continue the run ``resume``).
 
     A recipe with ``train.ensemble`` > 1 or ``train.cross_validation`` > 1 trains several models in one
     run folder (see ``dlrecipe.ensemble``), each with ``fit_unit`` below.
+
+    ``process``, when given, makes this one worker of a multi-process run (see ``workers``): it trains
+    on its shard with ``batch_size / N`` examples per step, and only worker 0 writes the run folder
+    (``run_dir`` when the launcher chose it).
 
     Raises:
         RecipeError: bad input, before anything is written.
@@ -75,6 +81,11 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     """
     recipe = loaded.recipe
     if recipe.train.ensemble > 1 or recipe.train.cross_validation > 1:
+        if process is not None:
+            raise RecipeError.one("train.ensemble" if recipe.train.ensemble > 1 else "train.cross_validation",
+                                  "An ensemble or a cross-validation trains its models one after another in one "
+                                  "process; --workers trains one model. Fix: leave out --workers, or set "
+                                  "train.ensemble: 1 and train.cross_validation: 0.")
         from .ensemble import train_group
         return train_group(loaded, out, argv, resume=resume, verbose=verbose)
     cfg = recipe.runtime
@@ -82,23 +93,37 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     seed_everything(recipe.seed, cfg.deterministic)
     dataset = pipeline.load(recipe.data, recipe.seed)
     info = dataset.info
-    if resume is None:
+    chief = process is None or process.chief
+    if resume is None and chief:
         check_writable(out)
     try:
         stats = pipeline.fit_stats(recipe.data, dataset)
     except Exception as e:
         raise pipeline.data_error(dataset, e) or e
     recipe = finalize(recipe, info.task, info.n_classes)
+    batch = recipe.train.batch_size // (process.count if process else 1)
+    if process is not None:
+        if pipeline.is_streamed(dataset):
+            raise RecipeError.one("data.source", f"Received: source={recipe.data.source!r} with --workers "
+                                  f"{process.count}. Multi-process training shards in-memory arrays. Fix: convert the "
+                                  "data to an .npz (source: npz), or train in one process.")
+        n_all = len(dataset.x_train)
+        x_train, y_train = shard(dataset.x_train, dataset.y_train, process)
+        x_val, y_val = shard(dataset.x_val, dataset.y_val, process)
+        dataset = dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
+        print(f"worker {process.index} of {process.count}: {len(x_train)} of {n_all} training "
+              f"examples (#{process.index}, #{process.index + process.count}, ...), {batch} per step of the global "
+              f"batch {recipe.train.batch_size}", flush=True)
     rt = make_runtime(cfg)
-    run_dir = resume or runs.new_run_dir(out, recipe.name)
+    run_dir = Path(resume or run_dir or runs.new_run_dir(out, recipe.name))
 
     def start() -> None:
-        if resume is None:
-            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None))
-        else:
+        if resume is None and chief:
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None), process)
+        elif chief:
             write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
 
-    unit = Unit(run_dir, recipe.seed, dataset, stats)
+    unit = Unit(run_dir, recipe.seed, dataset, stats, batch_size=batch, chief=chief)
     model, rows = fit_unit(recipe, rt, info, unit, run_dir=run_dir, resume=resume is not None, on_start=start,
                            verbose=verbose)
     return Result(run_dir, rows, model, dataset)
@@ -122,6 +147,8 @@ class Unit:
     data: Any
     stats: dict
     label: str = ""
+    batch_size: int | None = None  # examples per step of this process (--workers: batch_size / N)
+    chief: bool = True  # False for workers other than 0 of a multi-process run: they write nothing
 
 
 def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_start, verbose: int | str = "auto"
@@ -141,11 +168,11 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     """
     cfg = recipe.runtime
     seed_everything(unit.seed, cfg.deterministic)
-    batch = recipe.train.batch_size
+    batch = unit.batch_size or recipe.train.batch_size
     steps = max(1, math.ceil(pipeline.n_train(unit.data) / batch))
     with rt.scope:
-        built = build_all(recipe, info.input_shape, unit.stats, task=info.task, n_classes=info.n_classes,
-                          steps_per_epoch=steps)
+        built = build_all(scaling.scaled(recipe, rt.replicas), info.input_shape, unit.stats, task=info.task,
+                          n_classes=info.n_classes, steps_per_epoch=steps)
         start_epoch, prior = 0, []
         if resume:
             model, start_epoch, prior = _restore(unit.work_dir)
@@ -157,12 +184,13 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
         raise RecipeError.one(str(run_dir), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
     on_start()
-    watcher = _Watcher(unit.work_dir, prior)
+    watcher = _Watcher(unit.work_dir, prior, unit.chief)
     callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN()]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(unit.work_dir / runs.TENSORBOARD), write_graph=False,
                                                      profile_batch=0))
-    inputs = pipeline.fit_inputs(unit.data, recipe.model_copy(update={"seed": unit.seed}), info.n_classes)
+    inputs = pipeline.fit_inputs(unit.data, recipe.model_copy(update={
+        "seed": unit.seed, "train": recipe.train.model_copy(update={"batch_size": batch})}), info.n_classes)
     where = f" ({unit.label})" if unit.label else ""
     try:
         with _stop_on_sigint(watcher):
@@ -183,7 +211,7 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
                               f"keeps epoch {watcher.last_epoch}. Lower the learning rate (or add clipnorm to the "
                               f"optimizer) and resume with `dlrecipe train --resume {run_dir} --set "
                               "train.learning_rate=...`.", run_dir, 1)
-    save_model(model, unit.work_dir / runs.MODEL)
+    save_model(model, unit.work_dir / runs.MODEL, unit.chief)
     return model, watcher.rows
 
 
@@ -223,14 +251,19 @@ class _stop_on_sigint:
         return False
 
 
-def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv, tabular=None) -> None:
+def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv, tabular=None,
+                process=None) -> None:
     """Create the run folder and write recipe.yaml, environment.json and preprocessing.json."""
     try:
-        run_dir.mkdir(parents=True)
+        # A launcher of --workers made the folder (it holds the workers' logs); a single process did not.
+        run_dir.mkdir(parents=True, exist_ok=process is not None)
     except OSError as e:
         raise RecipeError.one("--out", f"Cannot create the run folder {run_dir}: {e.strerror}. Choose another --out.") from None
     write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
-    write_json(run_dir / runs.ENVIRONMENT, environment(recipe.seed, rt, recipe.runtime, argv))
+    env = environment(recipe.seed, rt, recipe.runtime, argv)
+    env["workers"] = process.count if process else 1
+    env["learning_rate_scale"] = scaling.describe(recipe.runtime, rt.replicas)
+    write_json(run_dir / runs.ENVIRONMENT, env)
     # cross-validation fits per fold (stored in each fold.json): nothing run-wide to store
     sections, arrays = preprocess.stored(stats) if stats is not None else ({"normalization": None}, {})
     if arrays:  # ZCA / PCA matrices; written first, so preprocessing.json never names a missing file
@@ -265,8 +298,17 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
     return loaded
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """``model.save`` to a temp file beside ``path``, then rename (atomic)."""
+def save_model(model: keras.Model, path: Path, chief: bool = True) -> None:
+    """``model.save`` to a temp file beside ``path``, then rename (atomic).
+
+    ``chief=False`` (workers other than 0 of a multi-process run): saving reads the replicated
+    variables through a collective that every process must join, so these workers save too, to a
+    scratch file that is thrown away.
+    """
+    if not chief:
+        with tempfile.TemporaryDirectory(prefix="dlrecipe-worker-") as scratch:
+            model.save(Path(scratch) / "model.keras")
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
     os.close(fd)
@@ -303,9 +345,9 @@ class _Watcher(keras.callbacks.Callback):
     An epoch whose loss is NaN is neither logged nor checkpointed: the run keeps its last good state.
     """
 
-    def __init__(self, run_dir: Path, prior: list[dict[str, Any]]):
+    def __init__(self, run_dir: Path, prior: list[dict[str, Any]], chief: bool = True):
         super().__init__()
-        self.run_dir = run_dir
+        self.run_dir, self.chief = run_dir, chief
         self.rows = list(prior)
         self.last_epoch = prior[-1]["epoch"] if prior else 0
         self.nan_epoch: int | None = None
@@ -333,9 +375,10 @@ class _Watcher(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **logs, "learning_rate": self._lr})
         # state.json is written last: it commits the epoch. A Ctrl-C between these writes leaves the
         # previous epoch committed, and resume drops history rows beyond the committed epoch.
-        save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT)
-        _write_history(self.run_dir / runs.HISTORY, self.rows)
-        write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1})
+        save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT, self.chief)
+        if self.chief:
+            _write_history(self.run_dir / runs.HISTORY, self.rows)
+            write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1})
         self.last_epoch = epoch + 1
 
 

@@ -270,7 +270,7 @@ def test_resolved_fills_defaults_and_round_trips(tmp_path):
                             "cross_validation": 0, "steps_per_execution": 1}
     assert out["tune"]["tuner"] == "random" and out["tune"]["objective"] == "val_loss"
     assert out["runtime"] == {"strategy": "auto", "mixed_precision": False, "jit_compile": "auto",
-                              "deterministic": False}
+                              "deterministic": False, "scale_learning_rate": False}
     assert out["export"] == {"formats": ["saved_model"], "include_preprocessing": True}
     # Training the resolved recipe again gives the same recipe (nothing hidden).
     again = load_recipe(write(tmp_path / "run", "recipe.yaml", dump_yaml(out)))

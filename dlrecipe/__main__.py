@@ -1,0 +1,5 @@
+"""``python -m dlrecipe``: the same as the ``dlrecipe`` command (the launcher of --workers starts workers so)."""
+
+from .cli import main
+
+main()
