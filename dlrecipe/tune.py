@@ -18,7 +18,8 @@ Decisions where the format is silent:
 
 - ``--max-time``: no trial starts once the budget is spent; a running trial
   finishes (a trial stopped half-way would be scored on fewer epochs than the
-  others). The clock starts when the search starts, after the data is loaded.
+  others). The clock starts when the first trial of the run starts (after
+  imports, data loading and, with workers, process start-up).
 - ``--retrain-best`` trains ``best.yaml`` with ``data.validation_split: 0``
   (training + validation data) for the number of epochs at which the best
   trial reached its best objective (as in KerasTuner's own tutorials).
@@ -238,16 +239,20 @@ def _early_stopping(recipe) -> list:
 # --------------------------------------------------------------------------- the oracle's hooks
 
 
-def _instrument_oracle(oracle, folder: Path, deadline: float | None, on_end: Callable | None) -> None:
-    """Refuse new trials after ``deadline`` (and mark it), and report each ended trial to ``on_end``.
+def _instrument_oracle(oracle, folder: Path, max_time: float | None, on_end: Callable | None) -> None:
+    """Refuse new trials ``max_time`` seconds after the first one (and mark it), report ended trials to ``on_end``.
 
     Works in the single process and in the chief, where workers reach the oracle through gRPC. A
     tuner that already holds a trial (a restarted worker) gets it again: the running trial finishes.
+    The clock starts when the first trial of this run starts, so start-up (imports, data, starting
+    worker processes) is not counted and at least one trial runs.
     """
     create, end = oracle.create_trial, oracle.end_trial
+    clock: dict[str, float] = {}
 
     def create_trial(tuner_id):
-        if deadline is not None and time.time() >= deadline and tuner_id not in oracle.ongoing_trials:
+        started = clock.setdefault("started", time.time())
+        if max_time is not None and time.time() - started >= max_time and tuner_id not in oracle.ongoing_trials:
             write_text(folder / BUDGET_MARK, f"{time.time()}\n")
             oracle.tuner_ids.discard(tuner_id)  # as KerasTuner does when it stops a tuner: lets the chief exit
             return kt.engine.trial.Trial(oracle.get_space(), trial_id="stopped",
@@ -353,7 +358,7 @@ def prepare(loaded: LoadedRecipe, out: Path, max_trials: int | None) -> Path:
     return Path(out) / recipe.name / "tune"
 
 
-def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, deadline: float | None,
+def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_time: float | None,
            emit: Callable[[str], None] | None, status=None, overwrite: bool = False) -> Any:
     """Run (or resume) the search in this process, in the role the environment gives; returns the tuner."""
     recipe = loaded.recipe
@@ -373,7 +378,7 @@ def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, deadli
                 if progress is not None and str(trial.status) in ENDED:
                     progress.trial_ended(trial.trial_id, str(trial.status), trial.hyperparameters.values,
                                          trial.score, trial.message)
-            _instrument_oracle(tuner.oracle, folder, deadline, on_end)
+            _instrument_oracle(tuner.oracle, folder, max_time, on_end)
         if status is not None:
             hypermodel.status = status.update
         tuner.search(epochs=recipe.train.epochs, extra_callbacks=_early_stopping(recipe), verbose=0)
@@ -414,7 +419,6 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
             (folder / name).unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / BUDGET_MARK).unlink(missing_ok=True)
-    deadline = time.time() + max_time if max_time is not None else None
     if say:
         resumed = (folder / PROJECT / "oracle.json").is_file()
         say(f"{'Resuming' if resumed else 'Starting'} the search of {len(loaded.spaces)} space(s) with "
@@ -430,11 +434,11 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
                                 say or (lambda line: None), show_worker=True)
             progress.count_existing(oracle.trials.values())
             write_text(folder / SEARCH_RECIPE, dump_yaml(loaded.raw))
-            launch(folder, workers, max_trials=max_trials, deadline=deadline, progress=progress, emit=say)
+            launch(folder, workers, max_trials=max_trials, max_time=max_time, progress=progress, emit=say)
             tuner = _make_tuner(loaded, RecipeHyperModel(loaded, spaces_only=True), folder, max_trials)
         else:
             with _live_status(console) as status:
-                tuner = search(loaded, folder, max_trials=max_trials, deadline=deadline, emit=say, status=status)
+                tuner = search(loaded, folder, max_trials=max_trials, max_time=max_time, emit=say, status=status)
     except KeyboardInterrupt:
         if say:
             say(f"Interrupted. Finished trials are kept in {folder}; run the same command to resume.")
@@ -599,7 +603,7 @@ def run_child(spec: dict) -> int:
 
     def emit(line):
         print(line, flush=True)
-    search(loaded, folder, max_trials=spec.get("max_trials"), deadline=spec.get("deadline"), emit=emit)
+    search(loaded, folder, max_trials=spec.get("max_trials"), max_time=spec.get("max_time"), emit=emit)
     print(f"{role()} {os.environ.get('KERASTUNER_TUNER_ID')} done", flush=True)
     sys.stdout.flush()
     return 0

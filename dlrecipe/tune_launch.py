@@ -182,7 +182,7 @@ class _TrialWatcher:
                                           data.get("score"), data.get("message"))
 
 
-def launch(folder: Path, workers: int, *, max_trials: int | None, deadline: float | None, progress,
+def launch(folder: Path, workers: int, *, max_trials: int | None, max_time: float | None, progress,
            emit: Callable[[str], None] | None) -> None:
     """Run the search in ``folder`` with a chief and ``workers`` worker processes; return when it is over.
 
@@ -198,7 +198,7 @@ def launch(folder: Path, workers: int, *, max_trials: int | None, deadline: floa
     project = folder / PROJECT
     port = free_port()
     spec = {"recipe": str(folder / SEARCH_RECIPE), "folder": str(folder), "max_trials": max_trials,
-            "deadline": deadline, "threads": threads_per_worker(workers)}
+            "max_time": max_time, "threads": threads_per_worker(workers)}
     chief = _Child("chief", logs / "chief.log")
     crew = [_Child(f"tuner{i}", logs / f"tuner{i}.log") for i in range(workers)]
     children = [chief, *crew]
