@@ -598,8 +598,9 @@ def run_child(spec: dict) -> int:
     from .recipe import load_recipe
     loaded = load_recipe(Path(spec["recipe"]))
     folder = Path(spec["folder"])
-    set_precision(loaded.recipe.runtime.mixed_precision)
-    seed_everything(loaded.recipe.seed, loaded.recipe.runtime.deterministic)
+    if role() != "chief":  # the chief trains nothing (and Keras's seeding would import TensorFlow)
+        set_precision(loaded.recipe.runtime.mixed_precision)
+        seed_everything(loaded.recipe.seed, loaded.recipe.runtime.deterministic)
 
     def emit(line):
         print(line, flush=True)
