@@ -408,6 +408,9 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
         raise RecipeError.one("--workers", f"KERASTUNER_TUNER_ID and KERASTUNER_ORACLE_IP are set (this process is "
                               f"a {this_role}), and --workers starts its own chief and workers. Unset them, or "
                               "leave out --workers.")
+    if overwrite and this_role == "worker":
+        raise RecipeError.one("--overwrite", "This process is a worker (KERASTUNER_TUNER_ID is set and is not "
+                              "chief): only the chief may start the search afresh. Leave out --overwrite here.")
     say = (lambda line: plain(console, line)) if console is not None else None
     # Build the recipe at its defaults first: every error is reported before anything is written.
     with make_runtime(recipe.runtime).scope:
@@ -418,9 +421,13 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
         for name in ("trials.csv", "objective.png", "best.yaml", BUDGET_MARK, SEARCH_RECIPE):
             (folder / name).unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / BUDGET_MARK).unlink(missing_ok=True)
+    if this_role != "worker":
+        (folder / BUDGET_MARK).unlink(missing_ok=True)
     if say:
         resumed = (folder / PROJECT / "oracle.json").is_file()
+        if this_role != "single":
+            say(f"KerasTuner {this_role} {os.environ.get('KERASTUNER_TUNER_ID')}, oracle at "
+                f"{os.environ.get('KERASTUNER_ORACLE_IP')}:{os.environ.get('KERASTUNER_ORACLE_PORT')}")
         say(f"{'Resuming' if resumed else 'Starting'} the search of {len(loaded.spaces)} space(s) with "
             f"{recipe.tune.tuner} in {folder}" + (f", {workers} worker process(es)" if workers else "")
             + (f", for at most {duration(max_time)}" if max_time is not None else ""))
@@ -446,7 +453,7 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
     if this_role == "worker":
         return TuneResult(folder, folder / "best.yaml", {}, [])
     return finish(loaded, tuner, folder, console, budget_ended=(folder / BUDGET_MARK).is_file(),
-                  seconds=time.time() - started, show_worker=bool(workers))
+                  seconds=time.time() - started, show_worker=bool(workers) or this_role == "chief")
 
 
 @contextlib.contextmanager
