@@ -6,9 +6,9 @@ stopping. Hyperband runs first with `tune.max_epochs = E`; the epochs its trials
 trials.csv) are the budget B. Random search then trains every trial for E epochs, with
 `--max-trials round(B / E)`, so both spend the same number of epochs (up to one trial's rounding).
 
-    .venv/bin/python bench/tune_hyperband_vs_random.py            # E = 6 on the 4,000-image sample
+    .venv/bin/python bench/tune_hyperband_vs_random.py            # E = 9 on the 4,000-image sample (~6 min)
     .venv/bin/python bench/tune_hyperband_vs_random.py --small    # E = 2 on 500 images: a smoke test
-    .venv/bin/python bench/tune_hyperband_vs_random.py --max-epochs 9 --keep
+    .venv/bin/python bench/tune_hyperband_vs_random.py --max-epochs 12 --keep
 
 Reports, for each tuner: trials, epochs trained, best val_accuracy, wall time. The exit code is 1 only
 when a run fails or ends without a completed trial.
@@ -53,11 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="max_epochs 2 on 500 images (smoke test)")
     parser.add_argument("--max-epochs", type=int, help="Hyperband's max_epochs, and random search's epochs per "
-                        "trial (default 6; --small 2)")
+                        "trial (default 9; --small 2)")
     parser.add_argument("--subset", type=int, help="training images (default: the whole sample; --small 500)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder with both searches")
     args = parser.parse_args()
-    epochs = args.max_epochs or (2 if args.small else 6)
+    epochs = args.max_epochs or (2 if args.small else 9)
     subset = args.subset or (500 if args.small else None)
     common = ["--set", "tune.early_stopping=null", "--set", f"train.epochs={epochs}"]
     if subset:
