@@ -218,14 +218,21 @@ def _make_tuner(loaded: LoadedRecipe, hypermodel: RecipeHyperModel, folder: Path
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."
             if cfg.tuner == "hyperband":
-                return RecipeTuner(max_epochs=cfg.max_epochs or loaded.recipe.train.epochs, **common)
-            return RecipeTuner(max_trials=max_trials or cfg.max_trials, **common)
+                tuner = RecipeTuner(max_epochs=cfg.max_epochs or loaded.recipe.train.epochs, **common)
+            else:
+                tuner = RecipeTuner(max_trials=max_trials or cfg.max_trials, **common)
     except ValueError as e:
         if "optimization direction" in str(e):
             raise RecipeError.one("tune.objective", f"KerasTuner cannot tell whether to minimize or maximize "
                                   f"{_objective(loaded.recipe)!r}. Write it as {{name: ..., direction: min|max}}."
                                   ) from None
         raise
+    if role() != "worker":
+        # A trial whose trial.json says COMPLETED has ended, whatever the oracle's file says (a process
+        # stopped between the two writes): reloading must not queue it to run again.
+        oracle = tuner.oracle
+        oracle._retry_queue = [t for t in oracle._retry_queue if str(oracle.trials[t].status) != "COMPLETED"]
+    return tuner
 
 
 def _early_stopping(recipe) -> list:
@@ -261,6 +268,10 @@ def _instrument_oracle(oracle, folder: Path, max_time: float | None, on_end: Cal
 
     def end_trial(trial):
         result = end(trial)
+        # KerasTuner saves the oracle before it drops the trial from its ongoing trials, and a chief never
+        # saves it again once its workers are told to stop: the saved oracle would still list the trial as
+        # running, and a resumed or extended search would run it again.
+        oracle.save()
         if on_end is not None:
             on_end(oracle.trials[trial.trial_id])
         return result

@@ -171,3 +171,10 @@ def test_workers_share_the_trials_and_a_killed_worker_is_reported_and_its_trial_
     for pid in (processes["chief"], processes["tuner0"], processes["tuner1"]):  # nothing left running
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    # The finished search, resumed (here in one process): nothing runs again.
+    stamps = {name: p.stat().st_mtime_ns for name, p in trial_files(folder).items()}
+    again = subprocess.run([DLRECIPE, "tune", str(recipe), "--out", str(out)], capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert progress_lines(again.stdout) == [] and "2 trial(s) completed of 2" in again.stdout
+    assert {name: p.stat().st_mtime_ns for name, p in trial_files(folder).items()} == stamps
