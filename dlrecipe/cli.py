@@ -236,7 +236,7 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
     command again resumes the search; finished trials are not run again.
     """
     from .recipe import load_recipe
-    from .tune_launch import LaunchError, parse_duration
+    from .tune_launch import SearchFailed, parse_duration
     seconds = parse_duration(max_time) if max_time is not None else None
     loaded = load_recipe(recipe, sets)
     trainmod = _train_module()
@@ -245,7 +245,7 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
         with recipe_lines(loaded.lines):
             result = run_tune(loaded, out, max_trials=max_trials, overwrite=overwrite, max_time=seconds,
                               workers=workers, console=_console())
-    except LaunchError as e:
+    except SearchFailed as e:
         _err(f"error: {e}")
         raise typer.Exit(1) from None
     if not result.rows:  # a worker of a search over several hosts: the chief writes the results

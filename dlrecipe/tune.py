@@ -33,6 +33,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -330,8 +331,9 @@ class Progress:
         if status == "COMPLETED" and score is not None:
             result = f"{name} {_fmt(score)} (best {_fmt(self.best)})"
         else:
-            last = (message or "").strip().splitlines()[-1:] or ["no message"]
-            result = f"{status.lower()}: {last[0]}"
+            last = ((message or "").strip().splitlines()[-1:] or ["no message"])[0]
+            last = re.sub(r"^(?:\w+\.)+(\w+: )", r"\1", last)  # dlrecipe.errors.RecipeError: -> RecipeError:
+            result = f"{status.lower()}: {last} (traceback in trial_{trial_id}/trial.json)"
         cost = []
         if record.get("epochs") is not None and record.get("seconds") is not None:
             cost.append(f"{record['epochs']} epoch(s) in {record['seconds']:.1f}s")
@@ -392,6 +394,10 @@ def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_ti
             _instrument_oracle(tuner.oracle, folder, max_time, on_end)
         if status is not None:
             hypermodel.status = status.update
+        # KerasTuner prints the traceback of every failed trial (its DEBUG flag is on by default); the
+        # progress line shows the error, and the trial's trial.json keeps the traceback.
+        from keras_tuner.src import config as kt_config
+        kt_config.DEBUG = False
         tuner.search(epochs=recipe.train.epochs, extra_callbacks=_early_stopping(recipe), verbose=0)
     return tuner
 
@@ -501,8 +507,9 @@ def finish(loaded: LoadedRecipe, tuner, folder: Path, console, *, budget_ended: 
         print_trials(rows, console)
     done = sum(1 for r in rows if r["status"] == "COMPLETED")
     if not best_trials:
-        raise RecipeError.one("", f"No trial finished (see {folder / PROJECT}/trial_*/trial.json); check the "
-                              "errors above.")
+        from .tune_launch import SearchFailed
+        raise SearchFailed(f"No trial completed (tracebacks in {folder / PROJECT}/trial_*/trial.json). Fix the "
+                           "cause (see the trial lines above); the same command with --overwrite starts afresh.")
     best = best_trials[0]
     values = {p: loaded.spaces[p].tidy(best.hyperparameters.get(p)) for p in loaded.spaces}
     fixed = loaded.with_values(values)

@@ -44,8 +44,8 @@ POLL_S = 0.3
 ENDED = ("COMPLETED", "FAILED", "INVALID")
 
 
-class LaunchError(RuntimeError):
-    """A chief or worker process failed beyond repair; the search folder stays resumable."""
+class SearchFailed(RuntimeError):
+    """The search could not go on (a process failed beyond repair, no trial completed); it stays resumable."""
 
 
 def parse_duration(text: str) -> float:
@@ -191,7 +191,7 @@ def launch(folder: Path, workers: int, *, max_trials: int | None, max_time: floa
     """Run the search in ``folder`` with a chief and ``workers`` worker processes; return when it is over.
 
     Raises:
-        LaunchError: the chief died, or a worker died more than MAX_RESTARTS times.
+        SearchFailed: the chief died, or a worker died more than MAX_RESTARTS times.
         KeyboardInterrupt: after every process has been stopped.
     """
     from .tune import PROJECT, SEARCH_RECIPE
@@ -232,7 +232,7 @@ def launch(folder: Path, workers: int, *, max_trials: int | None, max_time: floa
                 lines = "\n".join(f"    {line}" for line in c.tail())
                 where = f" during trial {trial}" if trial else ""
                 if c.deaths > MAX_RESTARTS:
-                    raise LaunchError(f"Worker {c.tuner_id} died {c.deaths} times ({_describe_exit(code)}){where}; "
+                    raise SearchFailed(f"Worker {c.tuner_id} died {c.deaths} times ({_describe_exit(code)}){where}; "
                                       f"the search stops. Last lines of {c.log}:\n{lines}\nFix the cause and run the "
                                       "same command to resume.")
                 say(f"Worker {c.tuner_id} died ({_describe_exit(code)}){where}. Last lines of {c.log}:\n{lines}")
@@ -242,7 +242,7 @@ def launch(folder: Path, workers: int, *, max_trials: int | None, max_time: floa
             code = chief.proc.poll()
             if code is not None and not all(c.ended for c in crew):
                 lines = "\n".join(f"    {line}" for line in chief.tail())
-                raise LaunchError(f"The chief (the oracle) died ({_describe_exit(code)}). Last lines of "
+                raise SearchFailed(f"The chief (the oracle) died ({_describe_exit(code)}). Last lines of "
                                   f"{chief.log}:\n{lines}\nRun the same command to resume.")
         watcher.poll()
         # Every worker was told to stop after its last trial ended, and the oracle saved that trial before
