@@ -54,7 +54,8 @@ def run(dlrecipe: str, out: Path, workers: int, sets: list[str], trials: int) ->
     ids = [r["trial"] for r in rows]
     done = [r for r in rows if r["status"] == "COMPLETED"]
     if len(done) != trials or len(set(ids)) != len(ids):
-        sys.exit(f"FAILED: expected {trials} completed trials with distinct ids, got {[(r['trial'], r['status']) for r in rows]}")
+        found = [(r["trial"], r["status"]) for r in rows]
+        sys.exit(f"FAILED: expected {trials} completed trials with distinct ids, got {found}")
     return wall, rows
 
 

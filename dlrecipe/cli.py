@@ -221,11 +221,11 @@ def export(run: Path = typer.Argument(..., metavar="RUN", help="A run folder, or
 @handles_errors
 def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file with search spaces."),
          sets: list[str] = SETS, out: Path = OUT,
-         max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Override tune.max_trials; a "
+         max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, metavar="N", help="Override tune.max_trials; a "
                                                   "larger value extends a finished search."),
          max_time: Optional[str] = typer.Option(None, "--max-time", metavar="DURATION", help="Start no trial after "
                                                 "this long (90s, 30m, 2h, 1h30m); the running trial finishes."),
-         workers: int = typer.Option(0, "--workers", min=0, help="Run trials in N worker processes beside a chief "
+         workers: int = typer.Option(0, "--workers", min=0, metavar="N", help="Run trials in N worker processes beside a chief "
                                      "(oracle) process on this machine; 0: all in this process."),
          retrain_best: bool = typer.Option(False, "--retrain-best", help="Then train best.yaml on training + "
                                            "validation data into a run folder."),

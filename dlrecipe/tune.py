@@ -339,7 +339,8 @@ class Progress:
             cost.append(f"{record['epochs']} epoch(s) in {record['seconds']:.1f}s")
         if self.show_worker:
             cost.append(f"on {record.get('worker', '?')}")
-        self.emit(f"{head} [{trial_id}] {shown} | {result} | {', '.join(cost + [f'elapsed {duration(time.time() - self.started)}'])}")
+        cost.append(f"elapsed {duration(time.time() - self.started)}")
+        self.emit(f"{head} [{trial_id}] {shown} | {result} | {', '.join(cost)}")
 
 
 def plain(console, line: str) -> None:
