@@ -279,19 +279,45 @@ def export(run: Path = typer.Argument(..., metavar="RUN", help="A run folder, or
 @handles_errors
 def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file with search spaces."),
          sets: list[str] = SETS, out: Path = OUT,
-         max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Override tune.max_trials."),
+         max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, metavar="N", help="Override tune.max_trials; a "
+                                                  "larger value extends a finished search."),
+         max_time: Optional[str] = typer.Option(None, "--max-time", metavar="DURATION", help="Start no trial after "
+                                                "this long (90s, 30m, 2h, 1h30m); the running trial finishes."),
+         workers: int = typer.Option(0, "--workers", min=0, metavar="N", help="Run trials in N worker processes beside a chief "
+                                     "(oracle) process on this machine; 0: all in this process."),
+         retrain_best: bool = typer.Option(False, "--retrain-best", help="Then train best.yaml on training + "
+                                           "validation data into a run folder."),
          overwrite: bool = typer.Option(False, "--overwrite", help="Start the search afresh.")) -> None:
-    """Search RECIPE's search spaces with KerasTuner in <out>/<name>/tune/; writes trials.csv and best.yaml.
+    """Search RECIPE's search spaces with KerasTuner in <out>/<name>/tune/.
 
-    Running the same command again resumes the search; finished trials are not run again.
+    Prints a line per trial and a table; writes trials.csv, objective.png and best.yaml. Running the same
+    command again resumes the search; finished trials are not run again.
     """
     from .recipe import load_recipe
+    from .tune_launch import SearchFailed, parse_duration
+    seconds = parse_duration(max_time) if max_time is not None else None
     loaded = load_recipe(recipe, sets)
-    import_keras_quietly()
-    from .tune import tune as run_tune
-    with recipe_lines(loaded.lines):
-        result = run_tune(loaded, out, max_trials=max_trials, overwrite=overwrite, console=_console())
+    trainmod = _train_module()
+    from .tune import retrain_best as run_retrain, tune as run_tune
+    try:
+        with recipe_lines(loaded.lines):
+            result = run_tune(loaded, out, max_trials=max_trials, overwrite=overwrite, max_time=seconds,
+                              workers=workers, console=_console())
+    except SearchFailed as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1) from None
+    if not result.rows:  # a worker of a search over several hosts: the chief writes the results
+        typer.echo(f"This worker is done; the chief writes the results in {result.folder}.")
+        return
     typer.echo(f"Best recipe: {result.best_path}  (train it with: dlrecipe train {result.best_path})")
+    if retrain_best:
+        try:
+            trained = run_retrain(result, out, sys.argv)
+        except trainmod.TrainingStopped as e:
+            _err(str(e))
+            raise typer.Exit(e.exit_code) from None
+        typer.echo(f"Retrained the best recipe on training + validation data for {result.best_epochs} epoch(s).")
+        typer.echo(f"Run folder: {trained.run_dir}")
 
 
 @app.command()

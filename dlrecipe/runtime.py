@@ -30,9 +30,15 @@ class Runtime:
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Python, NumPy and backend seeds; deterministic ops on request."""
     keras.utils.set_random_seed(seed)
-    if deterministic and keras.backend.backend() == "tensorflow":
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
-        tf.config.experimental.enable_op_determinism()
+        from tensorflow.python.framework import config as tf_config  # no public disable/is_enabled
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        elif tf_config.is_op_determinism_enabled():
+            # a flag of the process, not of the run: an earlier in-process run must not leak it (it also
+            # turns XLA off for every model)
+            tf_config.disable_op_determinism()
 
 
 def set_precision(policy: str | bool) -> None:
