@@ -49,6 +49,9 @@ augmented batches, and two layers of one recipe draw different numbers.
 
 Image layers (every Keras image augmentation layer, and fancy_pca) need image
 inputs ``(height, width, channels)``; on flat features they are a recipe error.
+
+For ``task: segmentation`` no layer goes into the model: they all run in the
+input pipeline on (image, mask) batches (``dlrecipe.segaugment``).
 This module imports Keras only inside its functions.
 """
 

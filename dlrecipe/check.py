@@ -141,7 +141,12 @@ def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any
     problems.extend(feature_problems(recipe))
     recipe = finalize(recipe, task, n_classes)
     train = recipe.train
-    model = _collect(problems, build_model, recipe, input_shape, stats, paths)
+    if task == segmentation.SEGMENTATION and recipe.data.augment:  # they run in the pipeline, on image and mask
+        from . import segaugment
+        _collect(problems, lambda: segaugment.check(
+            recipe.data.augment, seed=recipe.seed, stats=stats.get("augment"),
+            input_shape=tuple(recipe.model.input_shape or input_shape), backend=keras.backend.backend()))
+    model = _collect(problems, build_model, recipe, input_shape, stats, paths, task)
     if model is not None:
         last = f"model.layers[{len(recipe.model.layers) - 1}]"
         _collect(problems, check_output, model, n_classes, task, last)

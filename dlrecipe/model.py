@@ -97,18 +97,23 @@ def _clean_path(path: str) -> str:
     return path.split(" (copy")[0]
 
 
-def augmentation_layers(recipe: Recipe, stats: dict[str, Any], input_shape: tuple[int, ...]) -> list[keras.layers.Layer]:
+def augmentation_layers(recipe: Recipe, stats: dict[str, Any], input_shape: tuple[int, ...],
+                        task: str | None = None) -> list[keras.layers.Layer]:
     """The model's augmentation layers (see ``augment``); they act on training batches only.
 
     MixUp and CutMix are left out: they blend labels, so they run in the input pipeline (``dlrecipe.pipeline``).
+    For ``task: segmentation`` there are none: every layer runs in the pipeline on (image, mask) batches
+    (``dlrecipe.segaugment``; ``check.build_all`` checks them).
     """
+    if task == "segmentation":
+        return []
     layers = augment.build_layers(recipe.data.augment, seed=recipe.seed, stats=stats.get("augment"),
                                   input_shape=input_shape)
     return [layer for layer in layers if not augment.mixes_labels(layer)]
 
 
 def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any],
-                paths: dict[str, str] | None = None) -> keras.Model:
+                paths: dict[str, str] | None = None, task: str | None = None) -> keras.Model:
     """The functional model of ``recipe``: raw float32 inputs of ``input_shape`` in, last layer out.
 
     ``paths``, when given, is filled with the recipe path of every layer built from ``model.layers``,
@@ -121,7 +126,7 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
     shape = tuple(recipe.model.input_shape or input_shape)
     inputs = keras.Input(shape=shape, name="raw_inputs", dtype="float32")
     x = inputs
-    for layer in augmentation_layers(recipe, stats, shape):
+    for layer in augmentation_layers(recipe, stats, shape, task):
         x = layer(x)
     for layer in preprocess.keras_layers(stats):
         x = layer(x)

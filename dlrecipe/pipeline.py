@@ -23,6 +23,8 @@ training batches only, with one-hot labels; :func:`switch_loss` gives the
 recipe the categorical counterpart of its loss. The other augmentation layers
 stay in the model (``model.augmentation_layers``), active in training only.
 A batch-level layer without ``seed:`` gets the recipe's seed, so runs repeat.
+For ``task: segmentation`` every ``data.augment`` layer runs in the training
+pipeline instead, on (image, mask) batches (``dlrecipe.segaugment``).
 """
 
 from __future__ import annotations
@@ -188,8 +190,24 @@ def one_hot_labels(recipe, n_classes: int | None) -> bool:
 
 
 def uses_tf_data(ds, recipe) -> bool:
-    """tf.data on the TensorFlow backend always; on others for streamed data and batch-level augmentation."""
-    return keras.backend.backend() == "tensorflow" or is_streamed(ds) or has_batch_level(recipe.data.augment)
+    """tf.data on the TensorFlow backend always; on others for streamed data and batch-level augmentation
+    (and any augmentation of segmentation data, which runs in the pipeline)."""
+    return (keras.backend.backend() == "tensorflow" or is_streamed(ds) or has_batch_level(recipe.data.augment)
+            or segments_in_pipeline(ds, recipe))
+
+
+def segments_in_pipeline(ds, recipe) -> bool:
+    """Whether ``data.augment`` runs on (image, mask) training batches: segmentation data with augmentation."""
+    return bool(recipe.data.augment) and getattr(ds.info, "task", None) == "segmentation"
+
+
+def segmentation_augmenter(ds, recipe):
+    """The tf.data map of ``data.augment`` over (image, mask) batches (``segaugment.tf_augmenter``)."""
+    from . import augment, segaugment
+    stats = augment.fit_stats(recipe.data.augment, ds.x_train) if not is_streamed(ds) else None
+    layers = segaugment.check(recipe.data.augment, seed=recipe.seed, stats=stats,
+                              input_shape=tuple(ds.info.input_shape), backend=keras.backend.backend())
+    return segaugment.tf_augmenter(layers)
 
 
 def fit_inputs(ds, recipe, n_classes: int | None) -> dict[str, Any]:
@@ -209,23 +227,29 @@ def fit_inputs(ds, recipe, n_classes: int | None) -> dict[str, Any]:
         validation = (ds.x_val, ds.y_val) if ds.x_val is not None else None
         return {"x": ds.x_train, "y": ds.y_train, "batch_size": batch, "shuffle": True,
                 "validation_data": validation}
-    mixers = batch_level_layers(recipe.data.augment, recipe.seed) if n_classes else []
+    segment = segments_in_pipeline(ds, recipe)
+    mixers = batch_level_layers(recipe.data.augment, recipe.seed) if n_classes and not segment else []
+    augmenter = segmentation_augmenter(ds, recipe) if segment else None
     depth = n_classes if one_hot_labels(recipe, n_classes) else None
     if is_streamed(ds):
-        train = streamed_batches(ds.train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers)
+        train = streamed_batches(ds.train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers,
+                                 augmenter=augmenter)
         val = streamed_batches(ds.val, batch, one_hot=depth) if ds.val is not None else None
     else:
-        train = array_batches(ds.x_train, ds.y_train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers)
+        train = array_batches(ds.x_train, ds.y_train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers,
+                              augmenter=augmenter)
         val = array_batches(ds.x_val, ds.y_val, batch, one_hot=depth) if ds.x_val is not None else None
     return {"x": train, "shuffle": False, "validation_data": val}
 
 
 def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None,
-                  one_hot: int | None = None, mixers: list | None = None):
+                  one_hot: int | None = None, mixers: list | None = None, augmenter: Callable | None = None):
     """A batched ``tf.data.Dataset`` over arrays in memory.
 
     With ``seed`` (training): the indices are shuffled with that seed, again every epoch, and each batch
     is gathered from the arrays at once (one op per batch, not per example). Without: in order.
+    ``mixers`` are batch-level layers (MixUp, CutMix); ``augmenter`` a ``(x, y) -> (x, y)`` batch map
+    (segmentation's ``data.augment``).
     """
     import tensorflow as tf
     n = len(x)
@@ -235,22 +259,25 @@ def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | 
         idx = idx.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = idx.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _finish(ds, one_hot, mixers)
+    return _finish(ds, one_hot, mixers, augmenter)
 
 
 def streamed_batches(split: StreamSplit, batch_size: int, *, seed: int | None = None,
-                     one_hot: int | None = None, mixers: list | None = None):
+                     one_hot: int | None = None, mixers: list | None = None,
+                     augmenter: Callable | None = None):
     """A batched ``tf.data.Dataset`` reading ``split`` from disk (shuffled with ``seed`` when given)."""
     import tensorflow as tf
     ds = split.make(seed).batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _finish(ds, one_hot, mixers)
+    return _finish(ds, one_hot, mixers, augmenter)
 
 
-def _finish(ds, one_hot: int | None, mixers: list | None):
+def _finish(ds, one_hot: int | None, mixers: list | None, augmenter: Callable | None = None):
     import tensorflow as tf
     if one_hot:
         ds = ds.map(lambda x, y: (x, tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), one_hot)),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if augmenter is not None:
+        ds = ds.map(augmenter)  # sequential, as below: the seed generators advance in the same order every run
     if mixers:
         def mix(x, y):
             data = {"images": tf.cast(x, tf.float32), "labels": y}

@@ -9,6 +9,12 @@ blend images of the batch). Each image is enlarged by an integer factor to at
 least 64 pixels; tiles are 2 pixels apart. Pixel values are shown on the data's
 own scale: 0..255 for integer images, else the originals' minimum and maximum.
 
+For ``task: segmentation`` every image row is followed by its masks' row,
+each class in its own colour (matplotlib's ``tab10``, class 0 the first; the
+images are then shown in RGB): geometric layers move the masks with the
+images, photometric ones leave them as they are (see ``dlrecipe.segaugment``),
+so the grid has ``2 * (rows + 1)`` rows.
+
 Nothing is trained and no run folder is created; the default file is
 ``runs/<name>/augment-preview.png``.
 """
@@ -57,8 +63,12 @@ def augment_preview(loaded: LoadedRecipe, out: Path, n: int = 8, rows: int = 3) 
     seed_everything(recipe.seed, recipe.runtime.deterministic)
     dataset = datamod.load(recipe.data, recipe.seed)
     x = np.asarray(dataset.x_train[:n])
-    layers = augment.build_layers(recipe.data.augment, seed=recipe.seed,
-                                  stats=augment.fit_stats(recipe.data.augment, dataset.x_train), input_shape=shape)
+    stats = augment.fit_stats(recipe.data.augment, dataset.x_train)
+    if info.task == "segmentation":
+        grid = _segmentation_grid(recipe, x, np.asarray(dataset.y_train[:n]), stats, shape, rows)
+        write_bytes(out, png_bytes(grid))
+        return out
+    layers = augment.build_layers(recipe.data.augment, seed=recipe.seed, stats=stats, input_shape=shape)
     passes = [x.astype(np.float32)]
     for _ in range(rows):
         batch = x.astype(np.float32)
@@ -69,6 +79,30 @@ def augment_preview(loaded: LoadedRecipe, out: Path, n: int = 8, rows: int = 3) 
     grid = make_grid(passes, low, high)
     write_bytes(out, png_bytes(grid))
     return out
+
+
+def _segmentation_grid(recipe, x: np.ndarray, masks: np.ndarray, stats: dict, shape: tuple, rows: int) -> np.ndarray:
+    """Image rows, each followed by its masks' row in class colours (as the training pipeline augments them)."""
+    import keras
+    from matplotlib import colormaps
+
+    from . import segaugment
+    layers = segaugment.check(recipe.data.augment, seed=recipe.seed, stats=stats, input_shape=shape,
+                              backend=keras.backend.backend())
+    low, high = (0.0, 255.0) if x.dtype.kind in "iu" else (float(x.min()), float(x.max()))
+    palette = np.asarray(colormaps["tab10"].colors, dtype=np.float32) * 255.0  # class c: colour c % 10
+
+    def rgb(images: np.ndarray) -> np.ndarray:
+        scaled = (np.asarray(images, dtype=np.float32) - low) / ((high - low) or 1.0) * 255.0
+        return np.repeat(scaled, 3, axis=-1) if scaled.shape[-1] == 1 else scaled
+
+    images, labels = x.astype(np.float32), masks.astype(np.float32)[..., None]
+    passes = [rgb(images), palette[masks.astype(np.int64) % 10]]
+    for _ in range(rows):
+        out_images, out_masks = segaugment.apply(layers, images, labels)
+        out_masks = np.rint(np.asarray(out_masks, dtype=np.float32)[..., 0]).astype(np.int64)
+        passes += [rgb(np.asarray(out_images, dtype=np.float32)), palette[out_masks % 10]]
+    return make_grid(passes, 0.0, 255.0)
 
 
 def make_grid(passes: list[np.ndarray], low: float, high: float) -> np.ndarray:

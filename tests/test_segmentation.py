@@ -180,3 +180,112 @@ def test_segmentation_splits_are_seeded_random_and_keep_images_with_their_masks(
     np.testing.assert_array_equal(again.x_test, ds.x_test)
     other = load(cfg, seed=4)
     assert not np.array_equal(other.x_test, ds.x_test)
+
+
+# --------------------------------------------------------------------------- augmentation (issue 4)
+
+
+def coded_arrays(n: int = 24, seed: int = 3) -> dict[str, np.ndarray]:
+    """8x8 images whose pixel value encodes the class (class * 80), so mask == image / 80 must hold after any
+    geometric augmentation that moves image and mask together. Shapes sit off-centre, so flips move them."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros((n, 8, 8), dtype=np.uint8)
+    for i in range(n):
+        y[i, :, rng.integers(0, 3)] = 1
+        r = rng.integers(0, 6)
+        y[i, r:r + 2, 5:7] = 2
+    x = (y[..., None] * 80).astype(np.uint8)
+    return {"x_train": x, "y_train": y, "x_test": x[:8], "y_test": y[:8], "class_names": np.array(CLASSES)}
+
+
+def train_batches(path: Path, **overrides):
+    """The (image, mask) training batches that ``model.fit`` would get for the recipe at ``path``."""
+    from dlrecipe import pipeline
+    from dlrecipe.check import finalize
+    from dlrecipe.recipe import load_recipe
+    recipe = load_recipe(path, []).recipe
+    ds = pipeline.load(recipe.data, recipe.seed)
+    recipe = finalize(recipe, ds.info.task, ds.info.n_classes)
+    inputs = pipeline.fit_inputs(ds, recipe, ds.info.n_classes)
+    return list(inputs["x"].as_numpy_iterator())
+
+
+def test_segmentation_geometric_augmentation_moves_masks_with_images_reproducibly(tmp_path):
+    geometric = [{"type": "RandomFlip", "mode": "horizontal"},
+                 {"type": "RandomTranslation", "height_factor": 0.3, "width_factor": 0.3, "interpolation": "nearest",
+                  "fill_mode": "constant"},
+                 {"type": "RandomRotation", "factor": 0.25, "interpolation": "nearest"}]
+    path = write_seg(tmp_path, coded_arrays(), data={"augment": geometric, "validation_split": 0.0,
+                                                     "normalize": "none"})
+    batches = train_batches(path)
+    plain = train_batches(write_seg(tmp_path, coded_arrays(), name="plain",
+                                    data={"validation_split": 0.0, "normalize": "none"}))
+    moved = 0
+    for (x, mask), (x0, mask0) in zip(batches, plain, strict=True):
+        assert mask.dtype == np.int32 and mask.shape == mask0.shape == x.shape[:3]
+        np.testing.assert_array_equal(mask, np.rint(x[..., 0] / 80).astype(np.int32))  # mask == f(image)
+        moved += int(np.sum(np.any(mask != mask0, axis=(1, 2))))
+    assert moved >= 12  # most masks were moved, not only kept
+    again = train_batches(path)  # the derived seeds make the batches repeat
+    for (x, mask), (x2, mask2) in zip(batches, again, strict=True):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(mask, mask2)
+
+
+def test_segmentation_photometric_augmentation_leaves_masks_and_model_holds_no_augmentation(cli, tmp_path):
+    photometric = [{"type": "RandomBrightness", "factor": 0.5}, {"type": "gaussian_noise", "stddev": 0.1}]
+    data = {"validation_split": 0.0, "normalize": "none"}
+    path = write_seg(tmp_path, data={**data, "augment": photometric}, train={"epochs": 1})
+    plain = train_batches(write_seg(tmp_path, name="plain", data=data))
+    for (x, mask), (x0, mask0) in zip(train_batches(path), plain, strict=True):
+        np.testing.assert_array_equal(mask, mask0)
+        assert not np.allclose(x, x0)
+
+    out = tmp_path / "runs"
+    augment = photometric + [{"type": "RandomFlip", "mode": "horizontal"}]
+    result = cli("train", write_seg(tmp_path, name="both", data={"augment": augment}, train={"epochs": 1}),
+                 "--out", out)
+    assert result.exit_code == 0, result.stderr
+    from dlrecipe.runs import load_model
+    model = load_model(next(out.glob("both/*")) / "model.keras")
+    kinds = {type(layer).__name__ for layer in model._flatten_layers()}
+    assert not kinds & {"RandomBrightness", "ScaledGaussianNoise", "RandomFlip"}, kinds
+    assert "Conv2D" in kinds
+
+
+def test_validate_refuses_augmentations_that_cannot_follow_masks(cli, tmp_path):
+    augment = [{"type": "RandomFlip"}, {"type": "elastic", "probability": 0.5}, {"type": "mixup"},
+               {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1, "fill_mode": "constant",
+                "fill_value": 255.0}, {"type": "RandomCrop", "height": 6, "width": 6}]
+    path = write_seg(tmp_path, data={"augment": augment})
+    for args in (("validate", path), ("train", path, "--out", tmp_path / "runs")):
+        result = cli(*args)
+        assert result.exit_code == 2, result.stdout
+        text = result.stdout + result.stderr
+        assert "data.augment[0]" not in text
+        assert "data.augment[1]" in text and "RandomElasticTransform" in text and "no longer match" in text
+        assert "data.augment[2]" in text and "mixup (MixUp)" in text
+        assert "data.augment[3].fill_value" in text and "fill_value: 0" in text
+        assert "data.augment[4]" in text and "changes the image size" in text
+    assert not (tmp_path / "runs").exists()
+
+
+def test_augment_preview_of_segmentation_shows_masks_under_images(cli, tmp_path):
+    path = write_seg(tmp_path, coded_arrays(), data={"augment": [{"type": "RandomFlip", "mode": "horizontal"}]})
+    out = tmp_path / "preview.png"
+    result = cli("augment-preview", path, "--out", out, "--n", 4, "--rows", 2)
+    assert result.exit_code == 0, result.stderr
+    import matplotlib.image
+    grid = (matplotlib.image.imread(out)[..., :3] * 255).round().astype(np.int64)
+    tile, gap = 64, 2  # 8x8 images enlarged 8 times
+    assert grid.shape[:2] == (6 * tile + 5 * gap, 4 * tile + 3 * gap)  # (1 + 2 passes) x (image row, mask row)
+    from matplotlib import colormaps
+    palette = (np.asarray(colormaps["tab10"].colors) * 255).round().astype(np.int64)
+    for r in range(3):
+        images = grid[2 * r * (tile + gap):][:tile]
+        masks = grid[(2 * r + 1) * (tile + gap):][:tile]
+        for i in range(4):
+            image = images[:, i * (tile + gap):][:, :tile, 0]
+            mask = masks[:, i * (tile + gap):][:, :tile]
+            # each mask pixel has its class colour, the class the image pixel encodes (value = class * 80)
+            np.testing.assert_array_equal(mask, palette[np.rint(image / 80).astype(np.int64)])
