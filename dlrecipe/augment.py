@@ -40,8 +40,8 @@ range; AlexNet's eigenvalues were computed on its own pixel scale.
 
 ``mixup`` and ``cutmix`` blend the labels as well as the images, so they
 cannot be model layers: ``build_model`` leaves them out (``mixes_labels``) and
-``dlrecipe train`` refuses them until the tf.data input pipeline applies them to
-(images, one-hot labels) batches.
+the tf.data input pipeline (``dlrecipe.pipeline``) applies them to (images,
+one-hot labels) batches.
 
 Seeds: a layer that takes ``seed`` and has none in the recipe gets
 ``derived_seed(recipe_seed, index)``, so two trainings of one recipe see the same
