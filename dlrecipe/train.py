@@ -193,7 +193,7 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
         "seed": unit.seed, "train": recipe.train.model_copy(update={"batch_size": batch})}), info.n_classes)
     where = f" ({unit.label})" if unit.label else ""
     try:
-        with _stop_on_sigint(watcher):
+        with stop_on_sigint(watcher):
             model.fit(**inputs, epochs=recipe.train.epochs, initial_epoch=start_epoch, callbacks=callbacks,
                       verbose=verbose)
         if watcher.interrupted:
@@ -226,14 +226,15 @@ def _data_stop(error: RecipeError, run_dir: Path, finished: int, new_run: bool) 
     return RecipeError([type(p)(p.path, f"{p.message} {note}") for p in error.problems])
 
 
-class _stop_on_sigint:
+class stop_on_sigint:
     """Ctrl-C during ``fit`` asks the watcher to stop at the next batch end instead of raising mid-step.
 
     A KeyboardInterrupt raised inside a compiled training step can be swallowed by the runtime (the
     process then trains on); a flag checked between batches cannot. A second Ctrl-C raises at once.
+    ``watcher`` is any callback with an ``interrupted`` flag that it acts on between batches.
     """
 
-    def __init__(self, watcher: "_Watcher"):
+    def __init__(self, watcher: keras.callbacks.Callback):
         self.watcher, self.previous = watcher, None
 
     def _handler(self, signum, frame):

@@ -50,7 +50,7 @@ from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe
 from .runtime import make_runtime, seed_everything, set_precision
-from .train import check_writable
+from .train import check_writable, stop_on_sigint
 from .yamlio import _atomic_write, dump_yaml, write_json, write_text
 
 TUNERS = {"random": kt.RandomSearch, "grid": kt.GridSearch, "bayesian": kt.BayesianOptimization,
@@ -90,6 +90,7 @@ class RecipeHyperModel(kt.HyperModel):
         self.record_path: Path | None = None
         self.record: dict[str, Any] = {}
         self.status: Callable[[str], None] | None = None
+        self.stopper = _RaiseOnSigint()  # flagged by Ctrl-C while ``search`` runs (see ``search``)
         self._data: dict[str, tuple] = {}
 
     def trial_recipe(self, hp: kt.HyperParameters) -> LoadedRecipe:
@@ -110,6 +111,7 @@ class RecipeHyperModel(kt.HyperModel):
         write_json(self.record_path, self.record)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model | None:
+        self.stopper.check()
         if self.spaces_only:
             self.trial_recipe(hp)
             return None
@@ -133,12 +135,35 @@ class RecipeHyperModel(kt.HyperModel):
             callbacks.append(_EpochStatus(self.status, epochs))
         started = time.perf_counter()
         inputs = pipeline.fit_inputs(ds, finalize(recipe, ds.info.task, ds.info.n_classes), ds.info.n_classes)
-        history = model.fit(**inputs, epochs=epochs, callbacks=callbacks, verbose=kwargs.pop("verbose", 0), **kwargs)
+        self.stopper.check()
+        history = model.fit(**inputs, epochs=epochs, callbacks=[self.stopper, *callbacks],
+                            verbose=kwargs.pop("verbose", 0), **kwargs)
         self.record["epochs"] = self.record.get("epochs", 0) + len(history.history.get("loss", []))
         self.record["seconds"] = self.record.get("seconds", 0.0) + time.perf_counter() - started
         if self.record_path is not None:
             write_json(self.record_path, self.record)
         return history
+
+
+class _RaiseOnSigint(keras.callbacks.Callback):
+    """Ctrl-C (flagged by ``train.stop_on_sigint``) raises KeyboardInterrupt at the next safe point.
+
+    A KeyboardInterrupt raised wherever the signal lands (inside a compiled step, in tracing) can be
+    swallowed, and the search then runs on. The flag is checked at the next batch end and before a
+    trial builds or fits; the trial is left unfinished (KerasTuner runs it again on resume), never
+    scored on a partial epoch.
+    """
+
+    interrupted = False
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check()
+
+    on_test_batch_end = on_train_batch_end
 
 
 class _EpochStatus(keras.callbacks.Callback):
@@ -401,7 +426,9 @@ def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_ti
         # progress line shows the error, and the trial's trial.json keeps the traceback.
         from keras_tuner.src import config as kt_config
         kt_config.DEBUG = False
-        tuner.search(epochs=recipe.train.epochs, extra_callbacks=_early_stopping(recipe), verbose=0)
+        with stop_on_sigint(hypermodel.stopper):
+            tuner.search(epochs=recipe.train.epochs, extra_callbacks=_early_stopping(recipe), verbose=0)
+        hypermodel.stopper.check()  # a Ctrl-C after the last trial's last batch
     return tuner
 
 

@@ -51,7 +51,7 @@ def child(argv: list[str]) -> None:
         def on_train_begin(self, logs=None):
             info["jit_compile"] = bool(getattr(self.model, "jit_compile", False))
             info["augmentation_layers"] = [type(layer).__name__ for layer in self.model.layers
-                                           if layer.name.startswith(("random_", "gaussian_noise"))]
+                                           if layer.name.startswith(("random_", "gaussian_noise", "scaled_gaussian_noise"))]
             super().on_train_begin(logs)
 
         def on_epoch_begin(self, epoch, logs=None):
