@@ -43,8 +43,8 @@ def measure(loaded, label: str) -> tuple[float, float]:
     recipe = loaded.recipe
     seed_everything(recipe.seed, False)
     ds = pipeline.load(recipe.data, recipe.seed)
-    stats = pipeline.fit_stats(recipe.data.normalize, ds)
-    recipe = finalize(recipe, ds.info.task)
+    stats = pipeline.fit_stats(recipe.data, ds)
+    recipe = finalize(recipe, ds.info.task, ds.info.n_classes)
     inputs = pipeline.fit_inputs(ds, recipe, ds.info.n_classes)
     train = inputs["x"]
     steps = pipeline.steps(pipeline.n_train(ds), recipe.train.batch_size)
