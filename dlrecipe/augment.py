@@ -253,6 +253,19 @@ def _target_class(alias: Alias) -> type:
     return getattr(keras.layers, alias.target)
 
 
+def layer_class(spec: Any) -> type | None:
+    """The class an augment entry builds (a Keras class name or a dlrecipe alias), without building it;
+    None where the entry names no known layer."""
+    from . import resolve
+
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(kind, str):
+        return None
+    if kind in ALIASES:
+        return _target_class(ALIASES[kind])
+    return resolve.layer_classes().get(kind)
+
+
 def mark_no_xla(model: Any) -> Any:
     """Mark the ``NO_XLA`` layers of a loaded model again (the mark is not part of a layer's config)."""
     marked = False

@@ -270,9 +270,8 @@ def _check_options(cfg: DataConfig) -> None:
     if cfg.path is None:
         raise RecipeError.one("data.path", "Received: no path. source: csv needs path: the CSV file with a header "
                               "row, e.g. path: ../data/tabular.csv.")
-    if cfg.keys is not None:
-        raise RecipeError.one("data.keys", f"Received: keys={dict(cfg.keys)!r}. keys applies to source: npz only; "
-                              "a CSV names its columns with label and features. Fix: remove keys.")
+    from .data import check_source
+    check_source(cfg)
     if cfg.test_split is not None and cfg.test_path is not None:
         raise RecipeError.one("data.test_split", f"Received: test_split={cfg.test_split} and test_path="
                               f"{cfg.test_path!r}. Expected one of them: test_split carves the test examples from "
@@ -549,6 +548,4 @@ def peek(cfg: DataConfig, seed: int):
 
 def count_train_examples(cfg: DataConfig) -> int:
     """The number of training examples ``load`` gives (it does not depend on the seed)."""
-    from . import data as datamod
-    datamod._check_source(cfg)
     return len(load(cfg, 0, quiet=True).x_train)

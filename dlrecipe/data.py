@@ -113,7 +113,7 @@ def peek(cfg: DataConfig, seed: int | None = None) -> DataInfo:
         RecipeError: unsupported source or task, missing or broken files,
             inconsistent arrays.
     """
-    _check_source(cfg)
+    check_source(cfg)
     if cfg.source == "csv":
         from . import csvdata
         return csvdata.peek(cfg, 42 if seed is None else seed)
@@ -149,7 +149,7 @@ def load(cfg: DataConfig, seed: int, tabular: dict | None = None) -> Dataset:
         RecipeError: everything ``peek`` reports, bad labels, and splits that
             would leave a side empty.
     """
-    _check_source(cfg)
+    check_source(cfg)
     if cfg.source == "csv":
         from . import csvdata
         return csvdata.load(cfg, seed, tabular)
@@ -168,20 +168,32 @@ def load(cfg: DataConfig, seed: int, tabular: dict | None = None) -> Dataset:
 # --------------------------------------------------------------------------- checks shared by the sources
 
 
-def _check_source(cfg: DataConfig) -> None:
-    if cfg.source != "csv":
-        for key in ("label", "features", "missing"):
-            if getattr(cfg, key) is not None:
-                raise RecipeError.one(f"data.{key}", f"Received: {key}={getattr(cfg, key)!r}. {key} applies to "
-                                      f"source: csv only. Fix: remove {key}.")
-    if cfg.source == "fashion_mnist":
-        if cfg.test_path is not None:
-            raise RecipeError.one("data.test_path", f"Received: test_path={cfg.test_path!r}. test_path is not "
-                                  "applicable to source: fashion_mnist, which has its own test split (10,000 "
-                                  "images). Fix: remove test_path.")
-        if cfg.keys is not None:
-            raise RecipeError.one("data.keys", f"Received: keys={dict(cfg.keys)!r}. keys applies to source: npz "
-                                  "only. Fix: remove keys.")
+# The keys of ``data:`` that belong to particular sources, and which source takes which; the others
+# (task, test_split, validation_split, subset, normalize, pca, augment) apply to every source.
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": ("path",),
+    "npz": ("path", "test_path", "keys"),
+    "csv": ("path", "test_path", "label", "features", "missing"),
+    "image_dir": ("path", "test_path", "image_size", "color_mode"),
+    "tfds": ("name", "split", "data_dir", "image_size", "color_mode"),
+}
+_WHY_NOT = {("fashion_mnist", "test_path"): ", which has its own test split (10,000 images)",
+            ("csv", "keys"): ": a CSV names its columns with label and features"}
+
+
+def check_source(cfg: DataConfig) -> None:
+    """Refuse a source-specific key given to a source that does not take it (it would be ignored)."""
+    takes = SOURCE_KEYS[cfg.source]
+    for key in sorted({k for keys in SOURCE_KEYS.values() for k in keys} - set(takes)):
+        value = getattr(cfg, key)
+        if value is None:
+            continue
+        owners = [source for source, keys in SOURCE_KEYS.items() if key in keys]
+        shown = dict(value) if isinstance(value, dict) else value
+        raise RecipeError.one(f"data.{key}", f"Received: {key}={shown!r}. {key} does not apply to source: "
+                              f"{cfg.source}{_WHY_NOT.get((cfg.source, key), '')} ({key} is for source "
+                              f"{' or '.join(owners)}; {cfg.source} takes {', '.join(takes)} besides the keys every "
+                              f"source takes). Fix: remove {key}.")
 
 
 def _check_counts(cfg: DataConfig, n_train: int, has_test: bool, origin: str) -> None:

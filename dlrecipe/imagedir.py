@@ -113,11 +113,8 @@ def _check_test(cfg) -> None:
         raise RecipeError.one("data.test_split", f"Received: test_split={cfg.test_split} and test_path="
                               f"{cfg.test_path!r}. Expected one of them: test_split carves the test images from "
                               "the training folder, test_path reads them from another folder. Fix: remove one.")
-    for key in ("keys", "name", "split", "data_dir", "label", "features"):
-        if getattr(cfg, key) is not None:
-            raise RecipeError.one(f"data.{key}", f"Received: {key}={getattr(cfg, key)!r}. {key} does not apply to "
-                                  "source: image_dir (it takes path, image_size, color_mode, test_path, test_split, "
-                                  "validation_split, subset). Fix: remove it.")
+    from .data import check_source
+    check_source(cfg)
     if cfg.task not in (None, "classification"):
         raise RecipeError.one("data.task", f"Received: task={cfg.task!r}. source: image_dir gives class folders, "
                               "so its task is classification. Fix: remove task.")

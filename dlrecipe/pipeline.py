@@ -125,22 +125,11 @@ def is_batch_level(layer: Any) -> bool:
     return isinstance(layer, (keras.layers.MixUp, keras.layers.CutMix))
 
 
-def _layer_class(spec: dict[str, Any], i: int) -> type | None:
-    """The class an augment entry builds (a Keras class name, or a dlrecipe alias), without building it.
-
-    Building a layer draws a seed (and takes a name) even when it is thrown away, which would shift the
-    model's starting weights.
-    """
-    from . import augment, resolve
-    kind = spec.get("type") if isinstance(spec, dict) else None
-    if not isinstance(kind, str):
-        return None
-    if kind in augment.ALIASES:
-        return augment._target_class(augment.ALIASES[kind])
-    return resolve.layer_classes().get(kind)
-
-
-def _is_batch_level_class(cls: type | None) -> bool:
+def is_batch_level_spec(spec: Any) -> bool:
+    """True for an augment entry that builds a batch-level layer; the class is looked up without building
+    the layer, which would draw a seed (and take a name) and so shift the model's starting weights."""
+    from . import augment
+    cls = augment.layer_class(spec)
     return cls is not None and issubclass(cls, (keras.layers.MixUp, keras.layers.CutMix))
 
 
@@ -149,12 +138,12 @@ def batch_level_layers(specs: list[dict[str, Any]], seed: int) -> list[Any]:
     recipe's derived seed where they have none)."""
     from . import augment
     return [augment.build_layer(spec, f"data.augment[{i}]", seed=seed, index=i)
-            for i, spec in enumerate(specs) if _is_batch_level_class(_layer_class(spec, i))]
+            for i, spec in enumerate(specs) if is_batch_level_spec(spec)]
 
 
 def has_batch_level(augment: list[dict[str, Any]]) -> bool:
     """Whether ``data.augment`` holds a batch-level layer (by the class it builds, so aliases count)."""
-    return any(_is_batch_level_class(_layer_class(spec, i)) for i, spec in enumerate(augment))
+    return any(is_batch_level_spec(spec) for spec in augment)
 
 
 def switch_loss(train, task: str):

@@ -51,11 +51,8 @@ def _check_keys(cfg) -> None:
     if not cfg.name:
         raise RecipeError.one("data.name", "Received: no name. source: tfds needs name: the TensorFlow Datasets "
                               "name, e.g. name: mnist.")
-    for key in ("path", "test_path", "keys", "label", "features"):
-        if getattr(cfg, key) is not None:
-            raise RecipeError.one(f"data.{key}", f"Received: {key}={getattr(cfg, key)!r}. {key} does not apply to "
-                                  "source: tfds (it takes name, split, data_dir, image_size, color_mode, "
-                                  "test_split, validation_split, subset). Fix: remove it.")
+    from .data import check_source
+    check_source(cfg)
     if cfg.task not in (None, "classification"):
         raise RecipeError.one("data.task", f"Received: task={cfg.task!r}. source: tfds reads labelled images for "
                               "classification. Fix: remove task.")

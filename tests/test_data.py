@@ -175,11 +175,35 @@ def test_fashion_mnist_corrupt_file_is_named(tmp_path, damage):
         assert "truncated" in str(err)
 
 
+@pytest.mark.parametrize("source, key, value, owner", [
+    ("npz", "image_size", [8, 8], "image_dir or tfds"),
+    ("npz", "label", "y", "csv"),
+    ("fashion_mnist", "name", "mnist", "tfds"),
+    ("csv", "color_mode", "rgb", "image_dir or tfds"),
+    ("image_dir", "keys", {"x_train": "a"}, "npz"),
+    ("tfds", "path", "data/x", "fashion_mnist or npz or csv or image_dir"),
+])
+def test_a_key_of_another_source_is_refused_not_ignored(tmp_path, source, key, value, owner):
+    extra = {"name": "mnist"} if source == "tfds" else {"path": tmp_path / "nowhere"}
+    if key in extra:
+        extra = {"name": "mnist"}
+    err = error_of(data.peek, make_cfg(source=source, **extra, **{key: value}))
+    assert err.problems[0].path == f"data.{key}"
+    assert f"does not apply to source: {source}" in str(err) and f"is for source {owner}" in str(err)
+    assert f"Fix: remove {key}" in str(err)
+
+
+def test_keys_of_the_source_itself_pass_the_source_check(tmp_path):
+    data.check_source(make_cfg(source="image_dir", path="p", test_path="t", image_size=[4, 4], color_mode="rgb"))
+    data.check_source(make_cfg(source="tfds", name="mnist", split="train", data_dir="d", image_size=[4, 4]))
+    data.check_source(make_cfg(source="csv", path="p", label="y", features=["a"], missing="mean"))
+
+
 def test_fashion_mnist_rejects_test_path_test_split_and_keys(tmp_path):
     fake_fashion(tmp_path / "fm")
     base = {"source": "fashion_mnist", "path": tmp_path / "fm"}
     err = error_of(data.peek, make_cfg(**base, test_path=tmp_path / "t.npz"))
-    assert err.problems[0].path == "data.test_path" and "not applicable" in str(err)
+    assert err.problems[0].path == "data.test_path" and "does not apply to source: fashion_mnist" in str(err)
     err = error_of(data.peek, make_cfg(**base, test_split=0.2))
     assert err.problems[0].path == "data.test_split" and "already has a test split" in str(err)
     err = error_of(data.peek, make_cfg(**base, keys={"x_train": "a"}))
