@@ -33,17 +33,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from common import find_dlrecipe
+from common import find_dlrecipe, scratch
 
 GOAL_RATIO = 1.05
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,66 +189,62 @@ def main() -> None:
     variant = "full" if args.full else "quickstart"
     dlrecipe = find_dlrecipe()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    folder = Path(tempfile.mkdtemp(prefix="dlrecipe-overhead-"))
-    recipe = make_recipe(variant, args.epochs, args.subset, folder)
-    # Timed: training alone on both sides (train + save); the test accuracies come from untimed passes after.
-    a_argv = [dlrecipe, "train", str(recipe), "--out", str(folder / "runs")]
-    subset = f"  subset={args.subset}" if args.subset else ""
-    print(f"bench/overhead.py  {time.strftime('%Y-%m-%d %H:%M:%S')}  variant={variant}  epochs={args.epochs}  "
-          f"repeats={args.repeats}{subset}  cpus={os.cpu_count()}  load={os.getloadavg()[0]:.2f}")
-    print(f"   temp folder: {folder}\n   A: {' '.join(a_argv)}")
-    b_cmd = [sys.executable, str(HANDWRITTEN), "--variant", variant, "--epochs", str(args.epochs)]
-    if args.subset:
-        b_cmd += ["--subset", str(args.subset)]
-    print(f"   B: {' '.join(b_cmd)} --out {folder}/handwritten-N")
-    if not args.no_warmup:
-        subprocess.run([sys.executable, "-c", "import keras"], env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    results: dict[str, list[dict]] = {"dlrecipe": [], "handwritten": []}
-    ok = True
-    for i in range(1, args.repeats + 1):
+    with scratch("overhead", args.keep) as folder:
+        recipe = make_recipe(variant, args.epochs, args.subset, folder)
+        # Timed: training alone on both sides (train + save); the test accuracies come from untimed passes after.
+        a_argv = [dlrecipe, "train", str(recipe), "--out", str(folder / "runs")]
+        subset = f"  subset={args.subset}" if args.subset else ""
+        print(f"bench/overhead.py  {time.strftime('%Y-%m-%d %H:%M:%S')}  variant={variant}  epochs={args.epochs}  "
+              f"repeats={args.repeats}{subset}  cpus={os.cpu_count()}  load={os.getloadavg()[0]:.2f}")
+        print(f"   temp folder: {folder}\n   A: {' '.join(a_argv)}")
+        b_cmd = [sys.executable, str(HANDWRITTEN), "--variant", variant, "--epochs", str(args.epochs)]
+        if args.subset:
+            b_cmd += ["--subset", str(args.subset)]
+        print(f"   B: {' '.join(b_cmd)} --out {folder}/handwritten-N")
+        if not args.no_warmup:
+            subprocess.run([sys.executable, "-c", "import keras"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        results: dict[str, list[dict]] = {"dlrecipe": [], "handwritten": []}
+        ok = True
+        for i in range(1, args.repeats + 1):
+            for label in ("dlrecipe", "handwritten"):
+                argv = a_argv if label == "dlrecipe" else [*b_cmd, "--out", str(folder / f"handwritten-{i}")]
+                r = run_one(label, argv, env, folder, folder / f"{label}-{i}.log")
+                if r["rc"] == 0:  # the untimed accuracy pass
+                    if label == "dlrecipe":
+                        run = max((folder / "runs").glob("*/*/model.keras"), key=lambda p: p.stat().st_mtime).parent
+                        check = [dlrecipe, "evaluate", str(run)]
+                    else:
+                        check = [*b_cmd, "--out", str(folder / f"handwritten-{i}"), "--evaluate"]
+                    r["accuracy"] = run_one(label, check, env, folder, folder / f"{label}-{i}-evaluate.log")["accuracy"]
+                ok &= r["rc"] == 0
+                results[label].append(r)
+                per_epoch = "+".join(str(s) for s in r["epochs"]) or "?"
+                print(f"   round {i} {label:<11} wall {r['wall']:7.2f} s   epochs {per_epoch} s   "
+                      f"test accuracy {r['accuracy'] if r['accuracy'] is not None else '?'}   "
+                      f"(load after: {os.getloadavg()[0]:.2f})")
+        if not ok:
+            print("\nA run failed")
+            sys.exit(1)
+
+        def med(label: str, key: str) -> float | None:
+            vals = [r[key] for r in results[label] if r[key] is not None]
+            return statistics.median(vals) if vals else None
+
+        a, b = med("dlrecipe", "wall"), med("handwritten", "wall")
+        print(f"\n   {'':<13} {'wall s':>8} {'in epochs s':>11} {'rest s':>7} {'test acc':>8}   (medians)")
         for label in ("dlrecipe", "handwritten"):
-            argv = a_argv if label == "dlrecipe" else [*b_cmd, "--out", str(folder / f"handwritten-{i}")]
-            r = run_one(label, argv, env, folder, folder / f"{label}-{i}.log")
-            if r["rc"] == 0:  # the untimed accuracy pass
-                if label == "dlrecipe":
-                    run = max((folder / "runs").glob("*/*/model.keras"), key=lambda p: p.stat().st_mtime).parent
-                    check = [dlrecipe, "evaluate", str(run)]
-                else:
-                    check = [*b_cmd, "--out", str(folder / f"handwritten-{i}"), "--evaluate"]
-                r["accuracy"] = run_one(label, check, env, folder, folder / f"{label}-{i}-evaluate.log")["accuracy"]
-            ok &= r["rc"] == 0
-            results[label].append(r)
-            per_epoch = "+".join(str(s) for s in r["epochs"]) or "?"
-            print(f"   round {i} {label:<11} wall {r['wall']:7.2f} s   epochs {per_epoch} s   "
-                  f"test accuracy {r['accuracy'] if r['accuracy'] is not None else '?'}   "
-                  f"(load after: {os.getloadavg()[0]:.2f})")
-    if not ok:
-        print(f"\nA run failed; logs kept in {folder}")
-        sys.exit(1)
-
-    def med(label: str, key: str) -> float | None:
-        vals = [r[key] for r in results[label] if r[key] is not None]
-        return statistics.median(vals) if vals else None
-
-    a, b = med("dlrecipe", "wall"), med("handwritten", "wall")
-    print(f"\n   {'':<13} {'wall s':>8} {'in epochs s':>11} {'rest s':>7} {'test acc':>8}   (medians)")
-    for label in ("dlrecipe", "handwritten"):
-        wall, train, acc = med(label, "wall"), med(label, "train"), med(label, "accuracy")
-        rest = f"{wall - train:7.2f}" if train is not None else "      ?"
-        print(f"   {label:<13} {wall:8.2f} {train if train is not None else float('nan'):11.0f} {rest} {acc:8.4f}")
-    fit = med("handwritten", "fit")
-    if fit is not None:
-        print(f"   (hand-written model.fit, exact: {fit:.2f} s)")
-    ratio = a / b
-    print(f"\n   dlrecipe / hand-written wall time: {ratio:.3f} ({a - b:+.2f} s); goal <= {GOAL_RATIO}: "
-          f"{'ok' if ratio <= GOAL_RATIO else 'OVER'}")
-    acc_a, acc_b = med("dlrecipe", "accuracy"), med("handwritten", "accuracy")
-    print(f"   test accuracy: dlrecipe {acc_a:.4f}, hand-written {acc_b:.4f} ({acc_a - acc_b:+.4f})")
-    if args.keep:
-        print(f"   kept: {folder}")
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
+            wall, train, acc = med(label, "wall"), med(label, "train"), med(label, "accuracy")
+            rest = f"{wall - train:7.2f}" if train is not None else "      ?"
+            print(f"   {label:<13} {wall:8.2f} {train if train is not None else float('nan'):11.0f} {rest} {acc:8.4f}")
+        fit = med("handwritten", "fit")
+        if fit is not None:
+            print(f"   (hand-written model.fit, exact: {fit:.2f} s)")
+        ratio = a / b
+        print(f"\n   dlrecipe / hand-written wall time: {ratio:.3f} ({a - b:+.2f} s); goal <= {GOAL_RATIO}: "
+              f"{'ok' if ratio <= GOAL_RATIO else 'OVER'}")
+        acc_a, acc_b = med("dlrecipe", "accuracy"), med("handwritten", "accuracy")
+        print(f"   test accuracy: dlrecipe {acc_a:.4f}, hand-written {acc_b:.4f} ({acc_a - acc_b:+.4f})")
 
 
 if __name__ == "__main__":

@@ -29,17 +29,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from common import find_dlrecipe
+from common import find_dlrecipe, scratch
 
 GOAL = 0.01
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,8 +75,6 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (recipe, logs, run folders)")
     args = parser.parse_args()
     dlrecipe = find_dlrecipe()
-    folder = Path(tempfile.mkdtemp(prefix="dlrecipe-bench-workers-"))
-    recipe = make_recipe(folder)
     sets = []
     if args.small:
         sets += ["--set", "data.subset=600", "--set", "train.epochs=1"]
@@ -88,7 +84,8 @@ def main() -> None:
           f"cpus={os.cpu_count()}  load={os.getloadavg()[0]:.2f}")
     print(f"{'seed':>5} {'1 worker':>9} {'2 workers':>10} {'diff':>8} {'wall 1':>8} {'wall 2':>8} {'load':>6}")
     ones, twos, walls1, walls2 = [], [], [], []
-    try:
+    with scratch("bench-workers", args.keep) as folder:
+        recipe = make_recipe(folder)
         for seed in range(42, 42 + args.seeds):
             common = [dlrecipe, "train", str(recipe), *sets, "--set", f"seed={seed}", "--evaluate"]
             a1, w1 = run("1 worker", [*common, "--out", str(folder / "one")], folder / f"one-{seed}.log")
@@ -97,11 +94,6 @@ def main() -> None:
             ones.append(a1), twos.append(a2), walls1.append(w1), walls2.append(w2)
             print(f"{seed:>5} {a1:>9.4f} {a2:>10.4f} {a2 - a1:>+8.4f} {w1:>7.1f}s {w2:>7.1f}s "
                   f"{os.getloadavg()[0]:>6.2f}", flush=True)
-    finally:
-        if args.keep:
-            print(f"kept: {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
     diff = statistics.mean(twos) - statistics.mean(ones)
     met = abs(diff) <= GOAL
     print(f"mean test accuracy: 1 worker {statistics.mean(ones):.4f}, 2 workers {statistics.mean(twos):.4f}, "

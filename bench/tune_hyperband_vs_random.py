@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import find_dlrecipe
+from common import find_dlrecipe, scratch
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "tune_quickstart.yaml"
@@ -63,8 +61,7 @@ def main() -> None:
     if subset:
         common += ["--set", f"data.subset={subset}"]
     dlrecipe = find_dlrecipe()
-    tmp = Path(tempfile.mkdtemp(prefix="dlrecipe-hyperband-"))
-    try:
+    with scratch("hyperband", args.keep) as tmp:
         hb = run(dlrecipe, tmp / "hyperband", [*common, "--set", "tune.tuner=hyperband",
                                                 "--set", f"tune.max_epochs={epochs}"])
         trials = max(1, round(hb["epochs"] / epochs))
@@ -74,11 +71,6 @@ def main() -> None:
             print(f"{name:<10} {r['trials']:>6} {r['epochs']:>7} {r['best']:>18.4f} {r['wall']:>8.1f}")
         print(f"\nbudget: {hb['epochs']} epochs (Hyperband, max_epochs {epochs}); random search: {trials} trials x "
               f"{epochs} epochs = {rs['epochs']} epochs")
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

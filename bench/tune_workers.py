@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import find_dlrecipe
+from common import find_dlrecipe, scratch
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "tune_quickstart.yaml"
@@ -75,9 +73,8 @@ def main() -> None:
     if subset:
         sets += ["--set", f"data.subset={subset}"]
     dlrecipe = find_dlrecipe()
-    tmp = Path(tempfile.mkdtemp(prefix="dlrecipe-tune-workers-"))
     print(f"{trials} trials x {epochs} epoch(s), {subset or 'all'} training images, {os.cpu_count()} cores")
-    try:
+    with scratch("tune-workers", args.keep) as tmp:
         walls, seconds = {}, {}
         for workers in (1, 2):
             wall, rows = run(dlrecipe, tmp / f"workers{workers}", workers, sets, trials)
@@ -91,11 +88,6 @@ def main() -> None:
         ratio = walls[2] / walls[1]
         print(f"\nwall time --workers 2 / --workers 1: {walls[2]:.1f} / {walls[1]:.1f} s = {ratio:.2f}  (goal <= 0.7)")
         print("Both wall times include start-up (with workers: the chief's and each worker's TensorFlow import).")
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

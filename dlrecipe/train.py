@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import augment, pipeline, preprocess, runs, scaling
+from . import pipeline, preprocess, runs, scaling
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe, load_recipe

@@ -223,7 +223,6 @@ def test_batch_level_augmentation_runs_in_the_pipeline_with_one_hot_labels(cli, 
     run = only_run(out)
     resolved = yaml.safe_load((run / "recipe.yaml").read_text())
     assert resolved["train"]["loss"] == "categorical_crossentropy"  # switched for the mixed one-hot labels
-    import keras
     from dlrecipe import runs
     model = runs.load_model(run / "model.keras")
     kinds = {type(layer).__name__ for layer in model.layers}

@@ -22,9 +22,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import scratch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "fashion_mnist_cnn.yaml"
@@ -103,44 +105,39 @@ def main() -> None:
         ap.error("--epochs and --repeats must be at least 1")
     subset = args.subset or (3000 if args.small else None)
     common = [f"train.epochs={args.epochs}"] + ([f"data.subset={subset}"] if subset else [])
-    folder = Path(tempfile.mkdtemp(prefix="dlrecipe-augment-ratio-"))
-    print(f"bench/pipeline/augment_ratio.py  {time.strftime('%Y-%m-%d %H:%M:%S')}  recipe={RECIPE.name}  "
-          f"epochs={args.epochs}  repeats={args.repeats}  subset={subset or 'all'}  cpus={os.cpu_count()}  "
-          f"load={os.getloadavg()[0]:.2f}")
-    print(f"   B adds data.augment={AUGMENT}")
-    subprocess.run([sys.executable, "-c", "import keras"], capture_output=True)  # warm the file cache
-    results: dict[str, list[dict]] = {"A": [], "B": []}
-    failed = False
-    for i in range(args.repeats):
-        for label, sets in (("A", common), ("B", common + [f"data.augment={AUGMENT}"])):
-            r = run_one(label, sets, folder, i)
-            failed |= r["rc"] != 0 or not r["epochs"]
-            results[label].append(r)
-            shown = ", ".join(f"{t:.2f}" for t in r["epochs"])
-            print(f"   {label}{i + 1}: epochs [{shown}] s  (process {r['wall']:.1f} s, augmentation layers "
-                  f"{len(r.get('augmentation_layers', []))}, jit_compile={r.get('jit_compile')}, "
-                  f"load {os.getloadavg()[0]:.2f})")
-            if label == "B" and len(r.get("augmentation_layers", [])) != 5:
-                print(f"   FAIL: B's model holds {r.get('augmentation_layers')}, expected the five augmentations")
-                failed = True
-    if failed:
-        print(f"FAILED; logs in {folder}")
-        sys.exit(1)
-    print("epoch   A median (s)   B median (s)   B / A")
-    ratios = []
-    for e in range(args.epochs):
-        a = statistics.median(r["epochs"][e] for r in results["A"])
-        b = statistics.median(r["epochs"][e] for r in results["B"])
-        ratios.append(b / a)
-        print(f"{e + 1:>5}   {a:12.2f}   {b:12.2f}   {b / a:5.3f}")
-    verdict = "meets" if ratios[0] <= GOAL else "misses"
-    print(f"Ratio with / without augmentation, epoch 1: {ratios[0]:.3f} ({verdict} the goal <= {GOAL})"
-          + (f"; last epoch: {ratios[-1]:.3f}" if len(ratios) > 1 else ""))
-    if args.keep:
-        print(f"Kept {folder}")
-    else:
-        import shutil
-        shutil.rmtree(folder, ignore_errors=True)
+    with scratch("augment-ratio", args.keep) as folder:
+        print(f"bench/pipeline/augment_ratio.py  {time.strftime('%Y-%m-%d %H:%M:%S')}  recipe={RECIPE.name}  "
+              f"epochs={args.epochs}  repeats={args.repeats}  subset={subset or 'all'}  cpus={os.cpu_count()}  "
+              f"load={os.getloadavg()[0]:.2f}")
+        print(f"   B adds data.augment={AUGMENT}")
+        subprocess.run([sys.executable, "-c", "import keras"], capture_output=True)  # warm the file cache
+        results: dict[str, list[dict]] = {"A": [], "B": []}
+        failed = False
+        for i in range(args.repeats):
+            for label, sets in (("A", common), ("B", common + [f"data.augment={AUGMENT}"])):
+                r = run_one(label, sets, folder, i)
+                failed |= r["rc"] != 0 or not r["epochs"]
+                results[label].append(r)
+                shown = ", ".join(f"{t:.2f}" for t in r["epochs"])
+                print(f"   {label}{i + 1}: epochs [{shown}] s  (process {r['wall']:.1f} s, augmentation layers "
+                      f"{len(r.get('augmentation_layers', []))}, jit_compile={r.get('jit_compile')}, "
+                      f"load {os.getloadavg()[0]:.2f})")
+                if label == "B" and len(r.get("augmentation_layers", [])) != 5:
+                    print(f"   FAIL: B's model holds {r.get('augmentation_layers')}, expected the five augmentations")
+                    failed = True
+        if failed:
+            print("FAILED")
+            sys.exit(1)
+        print("epoch   A median (s)   B median (s)   B / A")
+        ratios = []
+        for e in range(args.epochs):
+            a = statistics.median(r["epochs"][e] for r in results["A"])
+            b = statistics.median(r["epochs"][e] for r in results["B"])
+            ratios.append(b / a)
+            print(f"{e + 1:>5}   {a:12.2f}   {b:12.2f}   {b / a:5.3f}")
+        verdict = "meets" if ratios[0] <= GOAL else "misses"
+        print(f"Ratio with / without augmentation, epoch 1: {ratios[0]:.3f} ({verdict} the goal <= {GOAL})"
+              + (f"; last epoch: {ratios[-1]:.3f}" if len(ratios) > 1 else ""))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from common import find_dlrecipe  # noqa: E402
+from common import find_dlrecipe, scratch  # noqa: E402
 from images import write_pngs  # noqa: E402
 
 ROOT = HERE.parent.parent
@@ -67,27 +66,24 @@ def main() -> int:
     args = ap.parse_args()
     sizes = args.sizes or ([200, 2000] if args.small else [2000, 20000])
     dlrecipe = find_dlrecipe()
-    tmp = Path(tempfile.mkdtemp(prefix="dlrecipe-imgmem-"))
-    print(f"load average (1 min): {os.getloadavg()[0]:.2f}; temp folder {tmp}")
-    results = {}
-    for n in sizes:
-        folder = write_pngs(tmp / f"img{n}", n)
-        recipe = recipe_for(folder, tmp / f"img{n}.yaml", args.epochs)
-        mb, wall, code = peak_rss_mb([dlrecipe, "train", str(recipe), "--out", str(tmp / "runs")])
-        if code != 0:
-            print(f"FAIL: training from {n} images exited with {code}")
-            return 1
-        results[n] = mb
-        print(f"{n:>7,} images: peak RSS {mb:8.1f} MB   ({wall:.1f} s, load {os.getloadavg()[0]:.2f})")
-    base, last = sizes[0], sizes[-1]
-    ratio = results[last] / results[base]
-    loaded = (last - base) * 28 * 28 * 4 / 2**20
-    print(f"ratio {last:,} / {base:,} images: {ratio:.3f}  (goal < 1.3); growth {results[last] - results[base]:+.1f} MB, "
-          f"against {loaded:.1f} MB for holding the extra images as float32")
-    if not args.keep:
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    with scratch("imgmem", args.keep) as tmp:
+        print(f"load average (1 min): {os.getloadavg()[0]:.2f}; temp folder {tmp}")
+        results = {}
+        for n in sizes:
+            folder = write_pngs(tmp / f"img{n}", n)
+            recipe = recipe_for(folder, tmp / f"img{n}.yaml", args.epochs)
+            mb, wall, code = peak_rss_mb([dlrecipe, "train", str(recipe), "--out", str(tmp / "runs")])
+            if code != 0:
+                print(f"FAIL: training from {n} images exited with {code}")
+                sys.exit(1)  # inside scratch: the folder is kept
+            results[n] = mb
+            print(f"{n:>7,} images: peak RSS {mb:8.1f} MB   ({wall:.1f} s, load {os.getloadavg()[0]:.2f})")
+        base, last = sizes[0], sizes[-1]
+        ratio = results[last] / results[base]
+        loaded = (last - base) * 28 * 28 * 4 / 2**20
+        print(f"ratio {last:,} / {base:,} images: {ratio:.3f}  (goal < 1.3); growth {results[last] - results[base]:+.1f} MB, "
+              f"against {loaded:.1f} MB for holding the extra images as float32")
+        return 0
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+from common import scratch  # noqa: E402
 from images import write_pngs  # noqa: E402
 
 ROOT = HERE.parent.parent
@@ -89,13 +89,10 @@ def main() -> int:
     sets = ["data.subset=3000"] if args.small else []
     measure(load_recipe(recipe_path, sets), "fashion_mnist (in memory)")
     n = args.images or (1000 if args.small else 10000)
-    tmp = Path(tempfile.mkdtemp(prefix="dlrecipe-rate-"))
-    try:
+    with scratch("rate") as tmp:
         folder = write_pngs(tmp / "images", n)
         image_sets = ["data.source=image_dir", f"data.path={folder}", "data.color_mode=grayscale"]
         measure(load_recipe(recipe_path, image_sets), f"image_dir ({n:,} PNGs, streamed)")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
