@@ -63,12 +63,27 @@ def recipe_dict(npz: Path, **sections) -> dict:
     return recipe
 
 
+def write_yaml(path: Path, data: dict) -> Path:
+    """Write ``data`` (a recipe) as YAML to ``path``, keys in their order, and return the path."""
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def only_run(out: Path) -> Path:
+    """The one run folder under ``out`` (a ``--out`` folder), asserting there is exactly one."""
+    found = sorted(p.parent for p in out.glob("*/*/recipe.yaml"))
+    assert len(found) == 1, found
+    return found[0]
+
+
 @pytest.fixture
 def write_recipe(tmp_path: Path, tiny_npz: Path):
     """``write_recipe(name, **sections)`` writes a tiny recipe and returns its path."""
     def write(filename: str = "tiny.yaml", text: str | None = None, **sections) -> Path:
         path = tmp_path / filename
-        path.write_text(text if text is not None else yaml.safe_dump(recipe_dict(tiny_npz, **sections), sort_keys=False))
+        if text is None:
+            return write_yaml(path, recipe_dict(tiny_npz, **sections))
+        path.write_text(text)
         return path
     return write
 

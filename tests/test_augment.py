@@ -7,17 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import recipe_dict, tiny_arrays
+from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
 
 FLAT_MODEL = [{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
-
-
-def only_run(out: Path) -> Path:
-    found = sorted(p.parent for p in out.glob("*/*/recipe.yaml"))
-    assert len(found) == 1, found
-    return found[0]
 
 
 def rgb_npz(tmp_path: Path) -> Path:
@@ -35,8 +28,7 @@ def rgb_npz(tmp_path: Path) -> Path:
 
 def write(tmp_path: Path, recipe: dict, name: str = "r.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
+    return write_yaml(path, recipe)
 
 
 def load_model(run: Path):

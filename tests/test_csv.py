@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from dlrecipe import data
 from dlrecipe.schema import DataConfig
+
+from conftest import only_run, write_yaml
 
 HEADER = ["size", "colour", "weight", "kind"]
 COLOURS = ["red", "green", "blue"]
@@ -47,14 +48,7 @@ def recipe(tmp_path: Path, data_section: dict, name: str = "tab.yaml", units: in
         **extra,
     }
     path = tmp_path / name
-    path.write_text(yaml.safe_dump(r, sort_keys=False))
-    return path
-
-
-def only_run(out: Path) -> Path:
-    found = sorted(p.parent for p in out.glob("*/*/recipe.yaml"))
-    assert len(found) == 1, found
-    return found[0]
+    return write_yaml(path, r)
 
 
 def by_hand(spec: dict, row: dict) -> list[float]:

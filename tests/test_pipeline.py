@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import recipe_dict, tiny_arrays
+from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
 
 
 def write_image_dir(root: Path, x: np.ndarray, y: np.ndarray, names) -> Path:
@@ -47,14 +47,7 @@ def image_recipe(tmp_path: Path, path: Path, name: str = "imgs.yaml", **data) ->
                                "normalize": "standardize", **data},
                          train={"epochs": 1, "batch_size": 16, "optimizer": "adam", "learning_rate": 0.01})
     out = tmp_path / name
-    out.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return out
-
-
-def only_run(out: Path) -> Path:
-    found = sorted(p.parent for p in out.glob("*/*/recipe.yaml"))
-    assert len(found) == 1, found
-    return found[0]
+    return write_yaml(out, recipe)
 
 
 # --------------------------------------------------------------------------- image_dir end to end
@@ -174,8 +167,7 @@ def tfds_recipe(tmp_path: Path, **data) -> Path:
                          model={"layers": layers}, train={"epochs": 1, "batch_size": 16})
     del recipe["data"]["path"]
     out = tmp_path / "tfds.yaml"
-    out.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return out
+    return write_yaml(out, recipe)
 
 
 def test_tfds_mock_data_trains_and_evaluates(cli, tmp_path, monkeypatch):

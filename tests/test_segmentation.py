@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import recipe_dict
+from conftest import recipe_dict, write_yaml
 
 CLASSES = ["background", "bar", "block"]
 
@@ -52,8 +52,7 @@ def write_seg(tmp_path: Path, arrays: dict | None = None, name: str = "seg", **s
     np.savez(npz, **(arrays if arrays is not None else seg_arrays()))
     recipe = recipe_dict(npz, name=name, model={"layers": SEG_MODEL}, **sections)
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
+    return write_yaml(path, recipe)
 
 
 def test_segmentation_trains_evaluates_iou_and_exports_class_ids_per_pixel(cli, tmp_path):
