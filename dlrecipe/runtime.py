@@ -25,6 +25,15 @@ class Runtime:
     scope: Any  # a context manager for building and compiling
     replicas: int
     description: str
+    strategy: Any = None  # the tf.distribute strategy behind ``scope``, if any
+    distribution: Any = None  # the Keras (JAX) distribution set, if any
+
+    def reapply(self, cfg: RuntimeConfig) -> None:
+        """Set the dtype policy and the Keras distribution again: ``keras.backend.clear_session()`` (which
+        KerasTuner calls before every trial) resets both to float32 and none."""
+        set_precision(cfg.mixed_precision)
+        if self.distribution is not None:
+            keras.distribution.set_distribution(self.distribution)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -64,10 +73,12 @@ def make_runtime(cfg: RuntimeConfig) -> Runtime:
             dist.auto_shard_dataset = False  # each worker feeds its own shard of NumPy arrays
             keras.distribution.set_distribution(dist)
             return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s) "
-                           f"in {jax.process_count()} processes")
+                           f"in {jax.process_count()} processes", distribution=dist)
         if cfg.strategy == "data_parallel" or (cfg.strategy == "auto" and len(devices) > 1):
-            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-            return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s)")
+            dist = keras.distribution.DataParallel(devices=devices)
+            keras.distribution.set_distribution(dist)
+            return Runtime(contextlib.nullcontext(), len(devices), f"DataParallel over {len(devices)} JAX device(s)",
+                           distribution=dist)
         return Runtime(contextlib.nullcontext(), 1, f"one JAX device ({devices[0].platform})")
     return Runtime(contextlib.nullcontext(), 1, f"one device ({backend} backend)")
 
@@ -107,14 +118,15 @@ def _tf_runtime(strategy: str) -> Runtime:
             raise RecipeError.one("runtime.strategy", f"strategy: tpu, but no TPU was found ({e}). Use auto on this "
                                   "machine.") from None
         s = tf.distribute.TPUStrategy(resolver)
-        return Runtime(s.scope(), s.num_replicas_in_sync, f"TPUStrategy, {s.num_replicas_in_sync} cores")
+        return Runtime(s.scope(), s.num_replicas_in_sync, f"TPUStrategy, {s.num_replicas_in_sync} cores", s)
     if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
         s = tf.distribute.MirroredStrategy()
-        return Runtime(s.scope(), s.num_replicas_in_sync, f"MirroredStrategy over {s.num_replicas_in_sync} device(s)")
+        return Runtime(s.scope(), s.num_replicas_in_sync, f"MirroredStrategy over {s.num_replicas_in_sync} device(s)",
+                       s)
     if strategy == "one_device":
         device = "/gpu:0" if gpus else "/cpu:0"
         s = tf.distribute.OneDeviceStrategy(device)
-        return Runtime(s.scope(), 1, f"OneDeviceStrategy on {device}")
+        return Runtime(s.scope(), 1, f"OneDeviceStrategy on {device}", s)
     where = "GPU:0" if gpus else "CPU"
     return Runtime(contextlib.nullcontext(), 1, f"default strategy, one device ({where})")
 

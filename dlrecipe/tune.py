@@ -45,11 +45,11 @@ import keras
 import keras_tuner as kt
 
 from . import data as datamod
-from . import pipeline
+from . import pipeline, scaling
 from .check import build_all, finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe
-from .runtime import make_runtime, seed_everything, set_precision
+from .runtime import Runtime, make_runtime, seed_everything, set_precision
 from .train import check_writable, stop_on_sigint
 from .yamlio import _atomic_write, dump_yaml, write_json, write_text
 
@@ -87,6 +87,7 @@ class RecipeHyperModel(kt.HyperModel):
         super().__init__(name=loaded.recipe.name)
         self.loaded = loaded
         self.spaces_only = spaces_only  # the chief only declares the spaces: no data, no model
+        self.runtime: Runtime | None = None  # what trials train under (set by ``search``)
         self.record_path: Path | None = None
         self.record: dict[str, Any] = {}
         self.status: Callable[[str], None] | None = None
@@ -116,11 +117,19 @@ class RecipeHyperModel(kt.HyperModel):
             self.trial_recipe(hp)
             return None
         recipe = self.trial_recipe(hp).recipe
+        replicas = 1
+        if self.runtime is not None:  # KerasTuner cleared the session before this build
+            self.runtime.reapply(recipe.runtime)
+            replicas = self.runtime.replicas
         ds, stats = self.dataset(recipe)
         recipe = finalize(recipe, ds.info.task, ds.info.n_classes)
         steps = max(1, math.ceil(pipeline.n_train(ds) / recipe.train.batch_size))
-        built = build_all(recipe, ds.info.input_shape, stats, task=ds.info.task, n_classes=ds.info.n_classes,
-                          steps_per_epoch=steps)
+        # The trial's rates are base rates (best.yaml keeps them); they train scaled, as `train` scales them.
+        built = build_all(scaling.scaled(recipe, replicas), ds.info.input_shape, stats, task=ds.info.task,
+                          n_classes=ds.info.n_classes, steps_per_epoch=steps)
+        self.record["learning_rate_scale"] = scaling.describe(recipe.runtime, replicas)
+        self.record["learning_rate"] = float(keras.ops.convert_to_numpy(built.optimizer.learning_rate))  # at step 0
+        self.record["dtype_policy"] = keras.config.dtype_policy().name
         built.model.compile(optimizer=built.optimizer, loss=built.loss, metrics=built.metrics,
                             jit_compile=recipe.runtime.jit_compile)
         return built.model
@@ -219,7 +228,7 @@ def _check_max_trials(loaded: LoadedRecipe, max_trials: int | None) -> None:
 
 
 def _make_tuner(loaded: LoadedRecipe, hypermodel: RecipeHyperModel, folder: Path, max_trials: int | None,
-                overwrite: bool = False):
+                overwrite: bool = False, strategy: Any = None):
     """The KerasTuner tuner of the recipe, reloading the search in ``folder`` when there is one.
 
     KerasTuner reloads only when ``<tuner id>.json`` exists, which a tuner writes after its first trial: a
@@ -234,7 +243,7 @@ def _make_tuner(loaded: LoadedRecipe, hypermodel: RecipeHyperModel, folder: Path
         write_text(tuner_file, "{}")
     common = dict(hypermodel=hypermodel, objective=_objective(loaded.recipe), seed=loaded.recipe.seed,
                   directory=str(folder), project_name=PROJECT, overwrite=overwrite,
-                  executions_per_trial=cfg.executions_per_trial)
+                  executions_per_trial=cfg.executions_per_trial, distribution_strategy=strategy)
     cls = TUNERS[cfg.tuner]
 
     class RecipeTuner(cls):  # gives the hypermodel the trial's folder, for its record of epochs and time
@@ -406,8 +415,11 @@ def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_ti
     this_role = role()
     hypermodel = RecipeHyperModel(loaded, spaces_only=this_role == "chief")
     rt = make_runtime(recipe.runtime)
-    with rt.scope:
-        tuner = _make_tuner(loaded, hypermodel, folder, max_trials, overwrite)
+    hypermodel.runtime = rt
+    # KerasTuner clears the session before each trial, which would leave a strategy scope entered here
+    # unbalanced: it enters the strategy itself around each build and fit.
+    with contextlib.nullcontext() if rt.strategy is not None else rt.scope:
+        tuner = _make_tuner(loaded, hypermodel, folder, max_trials, overwrite, strategy=rt.strategy)
         if this_role != "worker":
             progress = None
             if emit is not None:

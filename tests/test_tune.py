@@ -96,6 +96,31 @@ def test_bad_max_time_and_workers_inside_a_distributed_role_fail_cleanly(cli, wr
     assert not out.exists()
 
 
+def test_every_trial_keeps_the_strategy_precision_and_scaled_rate_of_runtime(write_recipe, tmp_path):
+    # KerasTuner clears the Keras session before each trial (which resets the dtype policy and would unbalance
+    # a strategy scope entered around the search): each trial must still train as `runtime:` says.
+    layers = [{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
+    recipe = write_recipe(model={"layers": layers}, train={"epochs": 1, "learning_rate": {"choice": [0.01, 0.03]}},
+                          runtime={"strategy": "mirrored", "scale_learning_rate": "linear",
+                                   "mixed_precision": "mixed_float16"},
+                          tune={"tuner": "grid", "objective": "val_loss", "max_trials": 2})
+    out = tmp_path / "runs"
+    proc = subprocess.run([DLRECIPE, "tune", str(recipe), "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "DLRECIPE_LOGICAL_CPUS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    folder = out / "tiny" / "tune"
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("keras_tuner/trial_*/dlrecipe.json"))]
+    assert len(records) == 2
+    for record, trial in zip(records, sorted(folder.glob("keras_tuner/trial_*/trial.json"))):
+        base = json.loads(trial.read_text())["hyperparameters"]["values"]["train.learning_rate"]
+        assert record["learning_rate_scale"] == {"rule": "linear", "replicas": 2, "factor": 2.0}
+        assert record["learning_rate"] == pytest.approx(2 * base)
+        assert record["dtype_policy"] == "mixed_float16"
+    assert sorted(r["learning_rate"] for r in records) == pytest.approx([0.02, 0.06])
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert best["train"]["learning_rate"] in (0.01, 0.03)  # the base rate: training best.yaml scales it again
+
+
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen):
     deadline = time.time() + timeout
     while time.time() < deadline:
