@@ -155,9 +155,8 @@ def load(cfg: DataConfig, seed: int, tabular: dict | None = None) -> Dataset:
         return csvdata.load(cfg, seed, tabular)
     if cfg.source in STREAMED_SOURCES:
         raise RecipeError.one("data.source", f"Received: source={cfg.source!r}, which is streamed from disk "
-                              "(dlrecipe.pipeline.load), never loaded into arrays. `dlrecipe train`, `tune`, `evaluate` "
-                              "and `export` stream it; `inspect-init` reads arrays in this version. Fix: convert "
-                              "the data to an .npz (source: npz) to inspect it.")
+                              "by dlrecipe.pipeline.load, never loaded into arrays. Fix: call pipeline.load, which "
+                              "every dlrecipe command uses; or convert the data to an .npz (source: npz).")
     if cfg.source == "fashion_mnist":
         raw = _load_fashion_mnist(cfg)
     else:

@@ -398,27 +398,26 @@ def inspect_init(loaded: LoadedRecipe, batch: int = 256) -> InitReport:
     Raises:
         RecipeError: bad data or recipe, each problem with its path.
     """
-    from . import preprocess
+    from . import pipeline
     from .check import build_all, finalize
     from .runtime import seed_everything, set_precision
 
     recipe = loaded.recipe
     set_precision(recipe.runtime.mixed_precision)
     seed_everything(recipe.seed, recipe.runtime.deterministic)
-    dataset = datamod.load(recipe.data, recipe.seed)
+    dataset = pipeline.load(recipe.data, recipe.seed)  # arrays, or streamed from disk (image_dir, tfds)
     info = dataset.info
-    stats = preprocess.fit_data(recipe.data, dataset.x_train)
+    stats = pipeline.fit_stats(recipe.data, dataset)
     recipe = finalize(recipe, info.task, info.n_classes)
-    steps = max(1, math.ceil(len(dataset.x_train) / recipe.train.batch_size))
+    steps = max(1, math.ceil(pipeline.n_train(dataset) / recipe.train.batch_size))
     paths: dict[str, str] = {}
     built = build_all(recipe, info.input_shape, stats, task=info.task, n_classes=info.n_classes,
                       steps_per_epoch=steps, paths=paths)
     model = built.model
     warnings = symmetry_warnings(model, paths, loaded)
-    x = np.asarray(dataset.x_train[:batch], dtype=np.float32)
-    y = dataset.y_train[:batch]
-    from .pipeline import one_hot_labels
-    if one_hot_labels(recipe, info.n_classes):  # MixUp/CutMix switched the loss to its one-hot form
+    x, y = pipeline.first_train(dataset, batch)
+    x = np.asarray(x, dtype=np.float32)
+    if pipeline.one_hot_labels(recipe, info.n_classes):  # MixUp/CutMix switched the loss to its one-hot form
         y = np.eye(info.n_classes, dtype=np.float32)[y]
     out_shape = tuple(model.output.shape)
     if y.ndim == len(out_shape) - 1 and out_shape[-1] == 1:  # as compile() does: (N,) targets for (N, 1) outputs

@@ -327,6 +327,14 @@ def test_inputs(ds, recipe, n_classes: int | None) -> tuple[Any, np.ndarray]:
     return batches, labels
 
 
+def first_train(ds, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` raw training examples and their labels, in the split's fixed order (inspect-init)."""
+    if not is_streamed(ds):
+        return ds.x_train[:count], ds.y_train[:count]
+    pairs = list(ds.train.make(None).take(count).as_numpy_iterator())
+    return np.stack([x for x, _ in pairs]), np.asarray([y for _, y in pairs])
+
+
 def first_examples(ds, count: int) -> np.ndarray:
     """The first ``count`` raw test examples as an array (the export's check examples)."""
     if not is_streamed(ds):

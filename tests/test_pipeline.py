@@ -53,6 +53,27 @@ def image_recipe(tmp_path: Path, path: Path, name: str = "imgs.yaml", **data) ->
 # --------------------------------------------------------------------------- image_dir end to end
 
 
+def test_inspect_init_streams_an_image_dir_and_its_model_sees_inputs_standardized_by_streamed_statistics(
+        cli, image_folders, tmp_path):
+    train_dir, _ = image_folders
+    recipe = image_recipe(tmp_path, train_dir, test_split=0.5)  # 30 training images, 30 test
+    out = tmp_path / "init.json"
+    result = cli("inspect-init", recipe, "--batch", "256", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["batch"] == 30 and report["gradients"] is True  # the whole training split, not the test half
+    assert "The training split has only 30 examples" in result.stdout
+    rows = {row["name"]: row for row in report["layers"]}
+    # standardize, fitted on the 30 training images while streaming them: over exactly those images, every
+    # pixel has mean 0 and standard deviation 1 at the model's normalization layer.
+    normalized = next(row for name, row in rows.items() if name.startswith("preprocessing"))
+    assert normalized["mean"] == pytest.approx(0.0, abs=1e-4)
+    assert normalized["std"] == pytest.approx(1.0, abs=1e-3)
+    assert report["layers"][-1]["grad_norm"] > 0
+
+
+
+
 def test_image_dir_trains_evaluates_and_exports_with_statistics_fitted_by_streaming(cli, image_folders, tmp_path):
     train_dir, test_dir = image_folders
     recipe = image_recipe(tmp_path, train_dir, test_path=str(test_dir))
