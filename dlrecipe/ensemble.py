@@ -284,7 +284,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
             model, history = _finish_from_checkpoint(work_dir)
         else:
             model, history = fit_unit(recipe, rt, info, unit, run_dir=run_dir, resume=resumable,
-                                      on_start=start_unit, verbose=verbose)
+                                      on_start=start_unit, verbose=verbose, resume_rate=loaded.resume_rate)
         done = {**about, "finished": True, "epochs": epochs, "trained_epochs": history[-1]["epoch"] if history else 0}
         if cv:
             val = pipeline.fit_inputs(unit.data, recipe, info.n_classes)["validation_data"]  # labels as in fit

@@ -36,6 +36,8 @@ class LoadedRecipe:
         spaces: the search spaces by dotted path.
         lines: ``file:line`` of every dotted path.
         values: the value chosen for each space (defaults unless tuning).
+        resume_rate: on ``train --resume`` with ``--set train.learning_rate=X``: X, the rate the restored
+            optimizer goes on with (before ``scale_learning_rate``); None keeps the checkpoint's rate.
     """
 
     raw: dict[str, Any]
@@ -43,6 +45,7 @@ class LoadedRecipe:
     spaces: dict[str, sp.Space]
     lines: dict[str, str]
     values: dict[str, Any]
+    resume_rate: float | None = None
 
     def with_values(self, values: dict[str, Any]) -> "LoadedRecipe":
         """The same recipe with other values for its search spaces (one tuner trial)."""

@@ -125,7 +125,7 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
 
     unit = Unit(run_dir, recipe.seed, dataset, stats, batch_size=batch, chief=chief)
     model, rows = fit_unit(recipe, rt, info, unit, run_dir=run_dir, resume=resume is not None, on_start=start,
-                           verbose=verbose)
+                           verbose=verbose, resume_rate=loaded.resume_rate)
     return Result(run_dir, rows, model, dataset)
 
 
@@ -151,13 +151,14 @@ class Unit:
     chief: bool = True  # False for workers other than 0 of a multi-process run: they write nothing
 
 
-def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_start, verbose: int | str = "auto"
-             ) -> tuple[keras.Model, list[dict[str, Any]]]:
+def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_start, verbose: int | str = "auto",
+             resume_rate: float | None = None) -> tuple[keras.Model, list[dict[str, Any]]]:
     """Build (or restore from ``unit.work_dir``'s checkpoint) and fit one model; save its model.keras.
 
     ``recipe`` is finalized (loss and metrics written in). ``on_start()`` is called once the model is
     built, before anything is written, to create the run folder. ``run_dir`` is the folder that
-    ``--resume`` takes, named in the messages.
+    ``--resume`` takes, named in the messages. ``resume_rate`` (see ``load_for_resume``) replaces the
+    restored optimizer's learning rate, scaled as the recipe's rate is.
 
     Returns:
         The fitted model and its history rows.
@@ -176,6 +177,8 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
         start_epoch, prior = 0, []
         if resume:
             model, start_epoch, prior = _restore(unit.work_dir)
+            if resume_rate is not None:
+                model.optimizer.learning_rate = resume_rate * scaling.factor(cfg, rt.replicas)
         else:
             model = built.model
             model.compile(optimizer=built.optimizer, loss=built.loss, metrics=built.metrics,
@@ -282,13 +285,40 @@ def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict]]:
     return model, int(state["epoch"]), rows
 
 
+RESUMABLE = ("train.epochs", "train.learning_rate", "train.batch_size", "train.callbacks", "train.ensemble",
+             "train.cross_validation", "export", "tune")  # what --set may change on --resume (see load_for_resume)
+
+
 def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
-    """The recipe of a run to resume, with ``--set`` overrides (e.g. more epochs)."""
+    """The recipe of a run to resume, with ``--set`` overrides (e.g. more epochs).
+
+    The model, its optimizer state and the data's normalization come from the run's checkpoint, so
+    ``--set`` may change only what a resumed fit uses afresh (``RESUMABLE``). A new constant
+    ``train.learning_rate`` replaces the restored optimizer's rate (``LoadedRecipe.resume_rate``).
+
+    Raises:
+        RecipeError: not a run folder, no checkpoint, or an override that a resumed run cannot honour.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / runs.RECIPE).is_file():
         raise RecipeError.one(str(run_dir), "Not a run folder (no recipe.yaml). Give the folder that "
                               "`dlrecipe train` printed, e.g. runs/<name>/<timestamp>.")
+    stored = load_recipe(run_dir / runs.RECIPE)
     loaded = load_recipe(run_dir / runs.RECIPE, overrides)
+    changed = _changed_paths(stored.resolved(), loaded.resolved())
+    fixed = [p for p in changed if not any(p == k or p.startswith((k + ".", k + "[")) for k in RESUMABLE)]
+    if fixed:
+        raise RecipeError.one(fixed[0], f"--set changes {', '.join(fixed)}, which a resumed run cannot: its model, "
+                              "optimizer and data normalization come from the checkpoint. On --resume, --set may "
+                              f"change {', '.join(RESUMABLE)}. Fix: drop that --set, or train the recipe anew.")
+    before, after = stored.recipe.train.learning_rate, loaded.recipe.train.learning_rate
+    if any(p.startswith("train.learning_rate") for p in changed):
+        if not isinstance(after, (int, float)) or not isinstance(before, (int, float, type(None))):
+            raise RecipeError.one("train.learning_rate", f"Received: {after!r} on --resume of a run trained with "
+                                  f"{before!r}. A schedule is saved with the optimizer in the checkpoint, so a resumed "
+                                  "run can only take a new constant rate from a constant one. Fix: give a number, "
+                                  "or train the recipe anew with the schedule.")
+        loaded = dataclasses.replace(loaded, resume_rate=float(after))
     if loaded.recipe.train.ensemble > 1 or loaded.recipe.train.cross_validation > 1:
         from .ensemble import check_resume  # members (folds) without a checkpoint start afresh
         check_resume(run_dir, loaded)
@@ -297,6 +327,14 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
         raise RecipeError.one(str(run_dir), "This run has no checkpoint yet (it stopped before its first epoch "
                               "ended). Train the recipe again instead.")
     return loaded
+
+
+def _changed_paths(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two resolved recipes differ (a changed list is one path)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [p for k in sorted(set(old) | set(new), key=str)
+                for p in _changed_paths(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))]
+    return [] if old == new else [path]
 
 
 def save_model(model: keras.Model, path: Path, chief: bool = True) -> None:

@@ -16,19 +16,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, recipe_dict
+from conftest import ROOT, only_run, recipe_dict
 
 DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
 
 
 def run_dirs(out: Path) -> list[Path]:
     return sorted(p.parent for p in out.glob("*/*/recipe.yaml")) if out.exists() else []
-
-
-def only_run(out: Path) -> Path:
-    found = run_dirs(out)
-    assert len(found) == 1, found
-    return found[0]
 
 
 def history(run: Path) -> list[dict[str, float]]:
@@ -253,6 +247,36 @@ def test_a_finished_run_can_be_extended_with_more_epochs(cli, write_recipe, tmp_
     assert result.exit_code == 0, result.stderr
     assert [r["epoch"] for r in history(run)] == [1, 2]
     assert yaml.safe_load((run / "recipe.yaml").read_text())["train"]["epochs"] == 2
+
+
+def test_resume_goes_on_at_a_new_rate_given_with_set_and_refuses_what_the_checkpoint_fixes(cli, write_recipe,
+                                                                                              tmp_path):
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 1, "learning_rate": 0.01}), "--out", out).exit_code == 0
+    run = only_run(out)
+    stored, rows = (run / "recipe.yaml").read_text(), history(run)
+    for override, path in [("model.layers[0].units=7", "model.layers"), ("data.normalize=none", "data.normalize"),
+                           ("train.optimizer=sgd", "train.optimizer")]:
+        refused = cli("train", "--resume", run, "--set", "train.epochs=2", "--set", override)
+        assert refused.exit_code == 2, refused.stderr
+        assert path in refused.stderr and "train the recipe anew" in refused.stderr
+        assert (run / "recipe.yaml").read_text() == stored and history(run) == rows  # nothing written
+    result = cli("train", "--resume", run, "--set", "train.epochs=2", "--set", "train.learning_rate=0.001")
+    assert result.exit_code == 0, result.stderr
+    assert [r["learning_rate"] for r in history(run)] == pytest.approx([0.01, 0.001])
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["train"]["learning_rate"] == 0.001
+    again = cli("train", "--resume", run, "--set", "train.epochs=3")  # no --set: the checkpoint's rate goes on
+    assert again.exit_code == 0, again.stderr
+    assert history(run)[-1]["learning_rate"] == pytest.approx(0.001)
+
+
+def test_resume_refuses_a_new_rate_for_a_scheduled_run(cli, write_recipe, tmp_path):
+    out = tmp_path / "runs"
+    schedule = {"schedule": "cosine", "initial": 0.01}
+    assert cli("train", write_recipe(train={"epochs": 1, "learning_rate": schedule}), "--out", out).exit_code == 0
+    result = cli("train", "--resume", only_run(out), "--set", "train.epochs=2", "--set", "train.learning_rate=0.1")
+    assert result.exit_code == 2
+    assert "train.learning_rate" in result.stderr and "schedule is saved with the optimizer" in result.stderr
 
 
 def test_nan_loss_stops_training_and_says_so(cli, write_recipe, tmp_path):
