@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from . import augment, resolve, schedules, segmentation
-from .errors import Problem, RecipeError
+from .errors import Problem, RecipeError, is_within
 from .model import build_model, check_output, expand_layers
 from .schema import Recipe
 
@@ -34,8 +34,7 @@ def _collect(problems: list[Problem], fn, *args) -> Any:
 def _blocked(path: str, structural: list[Problem]) -> bool:
     """True when a structural problem sits at or under/over ``path`` (already reported)."""
     for p in structural:
-        if p.path == path or p.path.startswith(path + ".") or p.path.startswith(path + "[") \
-                or path.startswith(p.path + ".") or path.startswith(p.path + "["):
+        if is_within(p.path, path) or is_within(path, p.path):
             return True
     return False
 

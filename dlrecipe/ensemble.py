@@ -52,7 +52,7 @@ import numpy as np
 from . import pipeline, preprocess, resolve, runs
 from .check import finalize
 from .errors import RecipeError
-from .recipe import LoadedRecipe, load_recipe
+from .recipe import LoadedRecipe
 from .runtime import make_runtime, seed_everything, set_precision
 from .train import Result, Unit, check_writable, fit_unit, save_model, write_start
 from .yamlio import dump_yaml, write_json, write_text
@@ -168,14 +168,15 @@ def compile_like(model: keras.Model, recipe) -> None:
 # --------------------------------------------------------------------------- training
 
 
-def check_resume(run_dir: Path, loaded: LoadedRecipe) -> None:
+def check_resume(run_dir: Path, stored: LoadedRecipe, loaded: LoadedRecipe) -> None:
     """``--resume`` of a run keeps its kind: one model, an ensemble, or the same k folds.
+
+    ``stored`` is the run's recipe as saved, ``loaded`` the same with the ``--set`` overrides.
 
     Raises:
         RecipeError: an override that turns the run into another kind, or changes k.
     """
-    stored = load_recipe(run_dir / runs.RECIPE).recipe.train
-    now = loaded.recipe.train
+    stored, now = stored.recipe.train, loaded.recipe.train
     if stored.cross_validation != now.cross_validation and max(stored.cross_validation, now.cross_validation) > 1:
         raise RecipeError.one("train.cross_validation", f"Received: cross_validation={now.cross_validation}, but the "
                               f"run {run_dir} was started with {stored.cross_validation}. Resume keeps the folds; "

@@ -63,8 +63,7 @@ class Problems:
             self.items.append(p if p.where else Problem(p.path, p.message, where_of(self.lines, p.path)))
 
     def has_under(self, prefix: str) -> bool:
-        return any(p.path == prefix or p.path.startswith(prefix + ".") or p.path.startswith(prefix + "[")
-                   for p in self.items)
+        return any(is_within(p.path, prefix) for p in self.items)
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -105,6 +104,11 @@ def suggest(name: str, choices: Iterable[str]) -> str:
         close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
         close = [lowered[c] for c in close]
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def is_within(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` or a path under it: ``is_within('model.layers[0].units', 'model.layers')``."""
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
 
 
 def join_path(base: str, key: str | int) -> str:

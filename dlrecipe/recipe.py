@@ -19,7 +19,7 @@ from typing import Any
 import pydantic
 
 from . import spaces as sp
-from .errors import Problems, RecipeError, join_path, sort_problems, suggest
+from .errors import Problems, RecipeError, is_within, join_path, sort_problems, suggest
 from .schema import SECTIONS, Recipe, check_typed_items
 from .yamlio import dump_yaml, load_yaml, parse_yaml
 
@@ -107,7 +107,7 @@ def inspect_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> I
         loaded = _validate(raw, lines, spaces, sp.defaults(spaces))
     except RecipeError as e:
         # A bad search space is reported once, by find_spaces; the schema's view of it would repeat it.
-        schema = [p for p in e.problems if not any(p.path == b or p.path.startswith((b + ".", b + "[")) for b in bad)]
+        schema = [p for p in e.problems if not any(is_within(p.path, b) for b in bad)]
         return Inspection(fixed, lines, sort_problems([*problems.items, *schema]), None)
     if problems.items:
         return Inspection(fixed, lines, sort_problems(problems.items), None)

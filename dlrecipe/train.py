@@ -25,7 +25,7 @@ import numpy as np
 
 from . import pipeline, preprocess, runs, scaling
 from .check import build_all, finalize
-from .errors import RecipeError
+from .errors import RecipeError, is_within, join_path
 from .recipe import LoadedRecipe, load_recipe
 from .runtime import environment, make_runtime, seed_everything, set_precision
 from .workers import Process, shard
@@ -306,13 +306,13 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
     stored = load_recipe(run_dir / runs.RECIPE)
     loaded = load_recipe(run_dir / runs.RECIPE, overrides)
     changed = _changed_paths(stored.resolved(), loaded.resolved())
-    fixed = [p for p in changed if not any(p == k or p.startswith((k + ".", k + "[")) for k in RESUMABLE)]
+    fixed = [p for p in changed if not any(is_within(p, k) for k in RESUMABLE)]
     if fixed:
         raise RecipeError.one(fixed[0], f"--set changes {', '.join(fixed)}, which a resumed run cannot: its model, "
                               "optimizer and data normalization come from the checkpoint. On --resume, --set may "
                               f"change {', '.join(RESUMABLE)}. Fix: drop that --set, or train the recipe anew.")
     before, after = stored.recipe.train.learning_rate, loaded.recipe.train.learning_rate
-    if any(p.startswith("train.learning_rate") for p in changed):
+    if any(is_within(p, "train.learning_rate") for p in changed):
         if not isinstance(after, (int, float)) or not isinstance(before, (int, float, type(None))):
             raise RecipeError.one("train.learning_rate", f"Received: {after!r} on --resume of a run trained with "
                                   f"{before!r}. A schedule is saved with the optimizer in the checkpoint, so a resumed "
@@ -321,7 +321,7 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
         loaded = dataclasses.replace(loaded, resume_rate=float(after))
     if loaded.recipe.train.ensemble > 1 or loaded.recipe.train.cross_validation > 1:
         from .ensemble import check_resume  # members (folds) without a checkpoint start afresh
-        check_resume(run_dir, loaded)
+        check_resume(run_dir, stored, loaded)
         return loaded
     if not (run_dir / runs.STATE).is_file() or not (run_dir / runs.LAST_CHECKPOINT).is_file():
         raise RecipeError.one(str(run_dir), "This run has no checkpoint yet (it stopped before its first epoch "
@@ -333,7 +333,7 @@ def _changed_paths(old: Any, new: Any, path: str = "") -> list[str]:
     """Dotted paths where two resolved recipes differ (a changed list is one path)."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [p for k in sorted(set(old) | set(new), key=str)
-                for p in _changed_paths(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))]
+                for p in _changed_paths(old.get(k), new.get(k), join_path(path, k))]
     return [] if old == new else [path]
 
 
