@@ -312,7 +312,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
 
 def _finish_from_checkpoint(work_dir: Path) -> tuple[keras.Model, list[dict[str, Any]]]:
     from .train import _restore
-    model, _, history = _restore(work_dir)
+    model, _, history, _ = _restore(work_dir)
     save_model(model, work_dir / runs.MODEL)
     return model, history
 

@@ -174,9 +174,9 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     with rt.scope:
         built = build_all(scaling.scaled(recipe, rt.replicas), info.input_shape, unit.stats, task=info.task,
                           n_classes=info.n_classes, steps_per_epoch=steps)
-        start_epoch, prior = 0, []
+        start_epoch, prior, states = 0, [], None
         if resume:
-            model, start_epoch, prior = _restore(unit.work_dir)
+            model, start_epoch, prior, states = _restore(unit.work_dir)
             if resume_rate is not None:
                 model.optimizer.learning_rate = resume_rate * scaling.factor(cfg, rt.replicas)
         else:
@@ -187,7 +187,7 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
         raise RecipeError.one(str(run_dir), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
     on_start()
-    watcher = _Watcher(unit.work_dir, prior, unit.chief)
+    watcher = _Watcher(unit.work_dir, prior, unit.chief, tracked=built.callbacks, states=states)
     callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN()]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(unit.work_dir / runs.TENSORBOARD), write_graph=False,
@@ -278,11 +278,54 @@ def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, ar
         **({"tabular": tabular} if tabular is not None else {})})  # csv: imputation and categories
 
 
-def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict]]:
+def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict], list[dict | None] | None]:
+    """The checkpoint's model, its epoch, the history rows up to it and the recipe callbacks' counters."""
     state = runs.read_json(run_dir / runs.STATE)
     model = runs.load_model(run_dir / runs.LAST_CHECKPOINT)
     rows = _read_history(run_dir / runs.HISTORY)[: int(state["epoch"])]
-    return model, int(state["epoch"]), rows
+    return model, int(state["epoch"]), rows, state.get("callbacks")
+
+
+# Keras callbacks that count across epochs, and the counters state.json keeps so that --resume goes on
+# where the run stopped (a plateau's patience, early stopping's best value). An EarlyStopping with
+# restore_best_weights also keeps its best weights, in checkpoints/best_weights_<i>.npz.
+CALLBACK_STATE = {"ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
+                  "EarlyStopping": ("best", "wait", "best_epoch")}
+
+
+def _best_weights_path(run_dir: Path, index: int) -> Path:
+    return run_dir / runs.CHECKPOINTS / f"best_weights_{index}.npz"
+
+
+def _callback_states(callbacks: list[keras.callbacks.Callback]) -> list[dict | None]:
+    """Per recipe callback: its type, monitor and counters (``CALLBACK_STATE``), or None (nothing kept)."""
+    states: list[dict | None] = []
+    for cb in callbacks:
+        keys = CALLBACK_STATE.get(type(cb).__name__)
+        states.append(None if keys is None else {
+            "type": type(cb).__name__, "monitor": cb.monitor,
+            **{k: None if getattr(cb, k) is None else float(getattr(cb, k)) for k in keys}})
+    return states
+
+
+def _set_callback_states(callbacks: list[keras.callbacks.Callback], states: list[dict | None],
+                         run_dir: Path) -> None:
+    """Give each callback the counters it had at the checkpoint, where it is still the same callback.
+
+    Matched by position, type and monitor: a callback that ``--set train.callbacks`` replaced or moved
+    starts fresh, as Keras would start it.
+    """
+    for i, (cb, state) in enumerate(zip(callbacks, states)):
+        name = type(cb).__name__
+        if not state or state.get("type") != name or state.get("monitor") != cb.monitor:
+            continue
+        for key in CALLBACK_STATE[name]:
+            value = state.get(key)
+            setattr(cb, key, int(value) if key != "best" and value is not None else value)
+        path = _best_weights_path(run_dir, i)
+        if getattr(cb, "restore_best_weights", False) and path.is_file():
+            with np.load(path, allow_pickle=False) as arrays:
+                cb.best_weights = [arrays[f"w{j}"] for j in range(len(arrays.files))]
 
 
 RESUMABLE = ("train.epochs", "train.learning_rate", "train.batch_size", "train.callbacks", "train.ensemble",
@@ -384,14 +427,21 @@ class _Watcher(keras.callbacks.Callback):
     An epoch whose loss is NaN is neither logged nor checkpointed: the run keeps its last good state.
     """
 
-    def __init__(self, run_dir: Path, prior: list[dict[str, Any]], chief: bool = True):
+    def __init__(self, run_dir: Path, prior: list[dict[str, Any]], chief: bool = True, *,
+                 tracked: list[keras.callbacks.Callback] = (), states: list[dict | None] | None = None):
         super().__init__()
         self.run_dir, self.chief = run_dir, chief
+        self.tracked, self.states = list(tracked), states  # the recipe's callbacks, before this one in fit
         self.rows = list(prior)
         self.last_epoch = prior[-1]["epoch"] if prior else 0
         self.nan_epoch: int | None = None
         self.interrupted = False
         self._lr = float("nan")
+
+    def on_train_begin(self, logs=None):
+        # after the recipe's callbacks reset themselves in their own on_train_begin
+        if self.states:
+            _set_callback_states(self.tracked, self.states, self.run_dir)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -417,7 +467,11 @@ class _Watcher(keras.callbacks.Callback):
         save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT, self.chief)
         if self.chief:
             _write_history(self.run_dir / runs.HISTORY, self.rows)
-            write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1})
+            for i, cb in enumerate(self.tracked):  # an EarlyStopping's new best weights
+                if getattr(cb, "best_weights", None) is not None and getattr(cb, "best_epoch", None) == epoch:
+                    preprocess.write_arrays(_best_weights_path(self.run_dir, i),
+                                            {f"w{j}": w for j, w in enumerate(cb.best_weights)})
+            write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1, "callbacks": _callback_states(self.tracked)})
         self.last_epoch = epoch + 1
 
 

@@ -228,7 +228,7 @@ def test_interrupted_training_keeps_finished_epochs_and_resumes(cli, write_recip
     assert "Interrupted after 2 finished epoch(s)" in result.stderr and "--resume" in result.stderr
     run = only_run(out)
     assert not (run / "model.keras").exists()
-    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 2}
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 2, "callbacks": []}
     monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", original)
     result = cli("train", "--resume", run)
     assert result.exit_code == 0, result.stderr
@@ -247,6 +247,29 @@ def test_a_finished_run_can_be_extended_with_more_epochs(cli, write_recipe, tmp_
     assert result.exit_code == 0, result.stderr
     assert [r["epoch"] for r in history(run)] == [1, 2]
     assert yaml.safe_load((run / "recipe.yaml").read_text())["train"]["epochs"] == 2
+
+
+def test_resume_carries_plateau_and_early_stopping_counters_and_best_weights(cli, write_recipe, tmp_path):
+    import keras
+    # min_delta 100: no epoch after the first improves on it, so the counters grow by one per epoch
+    never_better = {"monitor": "loss", "min_delta": 100}
+    callbacks = [{"type": "ReduceLROnPlateau", "factor": 0.1, "patience": 2, **never_better},
+                 {"type": "EarlyStopping", "patience": 3, "restore_best_weights": True, **never_better}]
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 1, "callbacks": callbacks}), "--out", out).exit_code == 0
+    run = only_run(out)
+    epoch_1 = keras.saving.load_model(run / "checkpoints/last.keras").get_weights()
+    assert cli("train", "--resume", run, "--set", "train.epochs=2").exit_code == 0
+    result = cli("train", "--resume", run, "--set", "train.epochs=10")
+    assert result.exit_code == 0, result.stderr
+    # counters kept: the plateau (waits 1 after epoch 2) lowers the rate after epoch 3 and early stopping
+    # (waits 1) stops after epoch 4. Started afresh at epoch 3, they would do so after epochs 5 and 6.
+    rows = history(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["learning_rate"] for r in rows] == pytest.approx([0.01, 0.01, 0.01, 0.001])
+    final = keras.saving.load_model(run / "model.keras").get_weights()
+    for got, want in zip(final, epoch_1, strict=True):  # the best epoch's weights, saved before the resumes
+        np.testing.assert_array_equal(got, want)
 
 
 def test_resume_goes_on_at_a_new_rate_given_with_set_and_refuses_what_the_checkpoint_fixes(cli, write_recipe,
