@@ -197,7 +197,7 @@ def test_train_writes_a_complete_run_folder(cli, write_recipe, tmp_path):
     assert env["seed"] == 1 and env["backend"] == "tensorflow" and "keras" in env["versions"]
     pre = json.loads((run / "preprocessing.json").read_text())
     assert pre["input_dtype"] == "uint8" and pre["class_names"] == ["left", "middle", "right"]
-    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 3}
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 3, "callbacks": []}
 
 
 def test_the_resolved_recipe_reproduces_the_run(cli, write_recipe, tmp_path):
