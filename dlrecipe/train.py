@@ -286,11 +286,11 @@ def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict], list[dict | N
     return model, int(state["epoch"]), rows, state.get("callbacks")
 
 
-# Keras callbacks that count across epochs, and the counters state.json keeps so that --resume goes on
-# where the run stopped (a plateau's patience, early stopping's best value). An EarlyStopping with
-# restore_best_weights also keeps its best weights, in checkpoints/best_weights_<i>.npz.
-CALLBACK_STATE = {"ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
-                  "EarlyStopping": ("best", "wait", "best_epoch")}
+# Keras callbacks that count across epochs, and the integer counters state.json keeps for them beside
+# their best monitored value (None before their first epoch), so that --resume goes on where the run
+# stopped. An EarlyStopping with restore_best_weights also keeps its best weights, in
+# checkpoints/best_weights_<i>.npz.
+CALLBACK_COUNTERS = {"ReduceLROnPlateau": ("wait", "cooldown_counter"), "EarlyStopping": ("wait", "best_epoch")}
 
 
 def _best_weights_path(run_dir: Path, index: int) -> Path:
@@ -298,13 +298,13 @@ def _best_weights_path(run_dir: Path, index: int) -> Path:
 
 
 def _callback_states(callbacks: list[keras.callbacks.Callback]) -> list[dict | None]:
-    """Per recipe callback: its type, monitor and counters (``CALLBACK_STATE``), or None (nothing kept)."""
+    """Per recipe callback: its type, monitor, best and counters (``CALLBACK_COUNTERS``), or None (nothing kept)."""
     states: list[dict | None] = []
     for cb in callbacks:
-        keys = CALLBACK_STATE.get(type(cb).__name__)
-        states.append(None if keys is None else {
-            "type": type(cb).__name__, "monitor": cb.monitor,
-            **{k: None if getattr(cb, k) is None else float(getattr(cb, k)) for k in keys}})
+        counters = CALLBACK_COUNTERS.get(type(cb).__name__)
+        states.append(None if counters is None else {
+            "type": type(cb).__name__, "monitor": cb.monitor, "best": None if cb.best is None else float(cb.best),
+            **{k: int(getattr(cb, k)) for k in counters}})
     return states
 
 
@@ -319,9 +319,9 @@ def _set_callback_states(callbacks: list[keras.callbacks.Callback], states: list
         name = type(cb).__name__
         if not state or state.get("type") != name or state.get("monitor") != cb.monitor:
             continue
-        for key in CALLBACK_STATE[name]:
-            value = state.get(key)
-            setattr(cb, key, int(value) if key != "best" and value is not None else value)
+        cb.best = state["best"]
+        for key in CALLBACK_COUNTERS[name]:
+            setattr(cb, key, state[key])
         path = _best_weights_path(run_dir, i)
         if getattr(cb, "restore_best_weights", False) and path.is_file():
             with np.load(path, allow_pickle=False) as arrays:
