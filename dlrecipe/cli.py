@@ -188,6 +188,8 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
         last = result.history[-1] if result.history else {}
         shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k not in ("epoch", "learning_rate"))
         typer.echo(f"Trained {loaded.recipe.name}: {shown}")
+        if last and last["epoch"] < loaded.recipe.train.epochs:
+            typer.echo(f"EarlyStopping stopped training after epoch {last['epoch']} of {loaded.recipe.train.epochs}.")
     typer.echo(f"Run folder: {result.run_dir}")
     if evaluate_after:
         _evaluate(result.run_dir, model=result.model, dataset=result.dataset)

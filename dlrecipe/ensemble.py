@@ -54,7 +54,8 @@ from .check import finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe
 from .runtime import make_runtime, seed_everything, set_precision
-from .train import Result, Unit, check_writable, fit_unit, save_model, write_start
+from .train import (Result, Unit, check_writable, finish_from_checkpoint, fit_unit, read_state, save_model,
+                    write_start)
 from .yamlio import dump_yaml, write_json, write_text
 
 MEMBERS = "members"
@@ -280,7 +281,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
             write_json(info_path, {**about, "finished": False})
 
         resumable = (work_dir / runs.STATE).is_file() and (work_dir / runs.LAST_CHECKPOINT).is_file()
-        if resumable and int(runs.read_json(work_dir / runs.STATE)["epoch"]) >= epochs:
+        if resumable and read_state(work_dir)["epoch"] >= epochs:
             # all epochs were committed, but the run stopped before the member was marked finished
             model, history = _finish_from_checkpoint(work_dir)
         else:
@@ -312,9 +313,8 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
 
 def _finish_from_checkpoint(work_dir: Path) -> tuple[keras.Model, list[dict[str, Any]]]:
     from .train import _restore
-    model, _, history, _ = _restore(work_dir)
-    save_model(model, work_dir / runs.MODEL)
-    return model, history
+    model, _, history, states = _restore(work_dir)
+    return finish_from_checkpoint(model, work_dir, states), history
 
 
 def _finished(work_dir: Path, cv: bool, epochs: int) -> bool:

@@ -183,6 +183,15 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
             model = built.model
             model.compile(optimizer=built.optimizer, loss=built.loss, metrics=built.metrics,
                           jit_compile=cfg.jit_compile, steps_per_execution=recipe.train.steps_per_execution)
+    stopped = _early_stopped(built.callbacks, states, start_epoch)
+    if (start_epoch >= recipe.train.epochs or stopped) and resume and not (unit.work_dir / runs.MODEL).is_file():
+        # its last epoch was committed, but the run stopped before it saved model.keras: save it now
+        on_start()
+        return finish_from_checkpoint(model, unit.work_dir, states, unit.chief), prior
+    if stopped:
+        raise RecipeError.one(stopped[0], f"{stopped[1]}{f' ({unit.label})' if unit.label else ''}. Resumed, it "
+                              f"would stop again after one epoch. Fix: resume with a larger patience, {stopped[2]}, "
+                              "or without this callback.")
     if start_epoch >= recipe.train.epochs:
         raise RecipeError.one(str(run_dir), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
@@ -280,10 +289,50 @@ def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, ar
 
 def _restore(run_dir: Path) -> tuple[keras.Model, int, list[dict], list[dict | None] | None]:
     """The checkpoint's model, its epoch, the history rows up to it and the recipe callbacks' counters."""
-    state = runs.read_json(run_dir / runs.STATE)
+    state = read_state(run_dir)
     model = runs.load_model(run_dir / runs.LAST_CHECKPOINT)
-    rows = _read_history(run_dir / runs.HISTORY)[: int(state["epoch"])]
-    return model, int(state["epoch"]), rows, state.get("callbacks")
+    rows = _read_history(run_dir / runs.HISTORY)[: state["epoch"]]
+    return model, state["epoch"], rows, state.get("callbacks")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _state_problem(state: Any) -> str | None:
+    """What is wrong with a state.json (``_Watcher.on_epoch_end`` writes it), or None."""
+    if not isinstance(state, dict) or not _is_int(state.get("epoch")):
+        return "Expected an object whose 'epoch' is a whole number >= 0"
+    entries = state.get("callbacks")
+    if entries is None:
+        return None  # written before the callbacks' counters were kept: they start afresh
+    if not isinstance(entries, list):
+        return "Expected 'callbacks' to be a list"
+    for i, entry in enumerate(entries):
+        if entry is None:
+            continue
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        counters = CALLBACK_COUNTERS.get(kind) if isinstance(kind, str) else None
+        if counters is None or not isinstance(entry.get("monitor"), str):
+            return f"callbacks[{i}]: expected null or an object with a 'type' of {', '.join(CALLBACK_COUNTERS)} " \
+                   "and a 'monitor'"
+        best = entry.get("best")
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+            return f"callbacks[{i}].best: expected a number or null, got {best!r}"
+        for key in counters:
+            if not _is_int(entry.get(key)):
+                return f"callbacks[{i}].{key}: expected a whole number >= 0, got {entry.get(key)!r}"
+    return None
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """checkpoints/state.json, checked: the committed epoch and the recipe callbacks' counters."""
+    path = run_dir / runs.STATE
+    state = runs.read_json(path)
+    problem = _state_problem(state)
+    if problem:
+        raise RecipeError.one(str(path), f"{problem}; the run folder is damaged. Train the recipe again.")
+    return state
 
 
 # Keras callbacks that count across epochs, and the integer counters state.json keeps for them beside
@@ -324,8 +373,53 @@ def _set_callback_states(callbacks: list[keras.callbacks.Callback], states: list
             setattr(cb, key, state[key])
         path = _best_weights_path(run_dir, i)
         if getattr(cb, "restore_best_weights", False) and path.is_file():
-            with np.load(path, allow_pickle=False) as arrays:
-                cb.best_weights = [arrays[f"w{j}"] for j in range(len(arrays.files))]
+            cb.best_weights = _read_best_weights(path)
+
+
+def _early_stopped(callbacks: list[keras.callbacks.Callback], states: list[dict | None] | None,
+                   epoch: int) -> tuple[str, str, str] | None:
+    """Whether a recipe EarlyStopping (its counters kept) stopped the run: (its path, what, the fix), or None.
+
+    Keras stops when ``wait >= patience`` after an epoch other than the first; the kept counters say
+    whether it did.
+    """
+    for i, (cb, state) in enumerate(zip(callbacks, states or [])):
+        if (type(cb).__name__ == "EarlyStopping" and state and state["type"] == "EarlyStopping"
+                and state["monitor"] == cb.monitor and epoch >= 2 and state["wait"] >= cb.patience):
+            return (f"train.callbacks[{i}]", f"EarlyStopping stopped this run after epoch {epoch}: {cb.monitor} had "
+                    f"not improved for {state['wait']} epochs (patience {cb.patience})",
+                    f"e.g. --set train.callbacks[{i}].patience={state['wait'] + cb.patience}")
+    return None
+
+
+def _read_best_weights(path: Path) -> list[np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return [arrays[f"w{j}"] for j in range(len(arrays.files))]
+    except (OSError, ValueError, KeyError) as e:
+        raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train the recipe "
+                              "again.") from None
+
+
+def finish_from_checkpoint(model: keras.Model, work_dir: Path, states: list[dict | None] | None,
+                           chief: bool = True) -> keras.Model:
+    """Save model.keras for a run whose every epoch was committed but which stopped before saving it.
+
+    ``model`` is its restored checkpoint. As at the end of ``fit``, an EarlyStopping with
+    restore_best_weights gives the model its best weights (the last such callback, as Keras calls them
+    in order).
+    """
+    kept = [i for i, state in enumerate(states or [])
+            if state and state["type"] == "EarlyStopping" and _best_weights_path(work_dir, i).is_file()]
+    if kept:
+        path = _best_weights_path(work_dir, kept[-1])
+        try:
+            model.set_weights(_read_best_weights(path))
+        except ValueError as e:
+            raise RecipeError.one(str(path), f"These weights do not fit the checkpoint's model ({e}); the run "
+                                  "folder is damaged. Train the recipe again.") from None
+    save_model(model, work_dir / runs.MODEL, chief)
+    return model
 
 
 RESUMABLE = ("train.epochs", "train.learning_rate", "train.batch_size", "train.callbacks", "train.ensemble",

@@ -272,6 +272,85 @@ def test_resume_carries_plateau_and_early_stopping_counters_and_best_weights(cli
         np.testing.assert_array_equal(got, want)
 
 
+def test_a_run_stopped_by_early_stopping_says_so_and_resumes_only_with_a_larger_patience(cli, write_recipe,
+                                                                                          tmp_path):
+    # min_delta 100: no epoch after the first improves, so patience 2 stops the run after epoch 3
+    callbacks = [{"type": "EarlyStopping", "monitor": "loss", "min_delta": 100, "patience": 2}]
+    out = tmp_path / "runs"
+    result = cli("train", write_recipe(train={"epochs": 10, "callbacks": callbacks}), "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert "EarlyStopping stopped training after epoch 3 of 10." in result.stdout
+    run = only_run(out)
+    rows, stored = history(run), (run / "recipe.yaml").read_text()
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    (run / "model.keras").unlink()  # as if stopped before saving it: a plain resume only saves it
+    finished = cli("train", "--resume", run)
+    assert finished.exit_code == 0, finished.stderr
+    assert history(run) == rows and (run / "model.keras").is_file()
+    refused = cli("train", "--resume", run)
+    assert refused.exit_code == 2
+    message = " ".join(refused.stderr.split())
+    assert "train.callbacks[0]" in message and "stopped this run after epoch 3" in message, message
+    assert "--set train.callbacks[0].patience=4" in message
+    assert history(run) == rows and (run / "recipe.yaml").read_text() == stored  # nothing written
+    resumed = cli("train", "--resume", run, "--set", "train.callbacks[0].patience=4")
+    assert resumed.exit_code == 0, resumed.stderr
+    # the kept counter (2 epochs waited) goes on: patience 4 stops it after epoch 5, not after epoch 7
+    assert [r["epoch"] for r in history(run)] == [1, 2, 3, 4, 5]
+    assert "EarlyStopping stopped training after epoch 5 of 10." in resumed.stdout
+
+
+def test_resume_of_a_run_stopped_before_saving_its_model_saves_it_with_the_best_weights(cli, write_recipe, tmp_path):
+    import keras
+    # min_delta 100: epoch 1 stays the best, so restore_best_weights must give epoch 1's weights
+    callbacks = [{"type": "EarlyStopping", "monitor": "loss", "min_delta": 100, "patience": 5,
+                  "restore_best_weights": True}]
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 1, "callbacks": callbacks}), "--out", out).exit_code == 0
+    run = only_run(out)
+    epoch_1 = keras.saving.load_model(run / "checkpoints/last.keras").get_weights()
+    assert cli("train", "--resume", run, "--set", "train.epochs=2").exit_code == 0
+    epoch_2 = keras.saving.load_model(run / "checkpoints/last.keras").get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch_1, epoch_2))
+    (run / "model.keras").unlink()  # as if stopped after committing epoch 2, before saving the model
+    rows = history(run)
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 0, result.stderr
+    assert history(run) == rows  # no epoch trained
+    for got, want in zip(keras.saving.load_model(run / "model.keras").get_weights(), epoch_1, strict=True):
+        np.testing.assert_array_equal(got, want)
+    again = cli("train", "--resume", run)  # now finished: says so
+    assert again.exit_code == 2 and "already finished its 2 epochs" in " ".join(again.stderr.split())
+
+
+def test_resume_of_a_damaged_state_json_names_the_bad_entry_and_writes_nothing(cli, write_recipe, tmp_path):
+    callbacks = [{"type": "ReduceLROnPlateau", "monitor": "loss", "patience": 2}]
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 1, "callbacks": callbacks}), "--out", out).exit_code == 0
+    run = only_run(out)
+    state_path = run / "checkpoints/state.json"
+    good = json.loads(state_path.read_text())
+    assert good["callbacks"][0]["wait"] == 0 and good["epoch"] == 1
+    damaged = [({**good, "epoch": "one"}, "'epoch'"), ({"callbacks": good["callbacks"]}, "'epoch'"),
+               ({**good, "callbacks": {"wait": 1}}, "'callbacks' to be a list"),
+               ({**good, "callbacks": [{**good["callbacks"][0], "wait": -1}]}, "callbacks[0].wait"),
+               ({**good, "callbacks": [{**good["callbacks"][0], "best": "low"}]}, "callbacks[0].best"),
+               ({**good, "callbacks": [{"type": "Lambda", "monitor": "loss"}]}, "callbacks[0]:"),
+               ({**good, "callbacks": [{**good["callbacks"][0], "type": ["EarlyStopping"]}]}, "callbacks[0]:")]
+    rows = history(run)
+    for state, where in damaged:
+        state_path.write_text(json.dumps(state))
+        result = cli("train", "--resume", run, "--set", "train.epochs=2")
+        assert result.exit_code == 2, (state, result.stderr)
+        message = " ".join(result.stderr.split())
+        assert "state.json" in message and where in message and "damaged" in message, message
+        assert history(run) == rows and json.loads(state_path.read_text()) == state  # nothing written
+    state_path.write_text(json.dumps({**good, "callbacks": None}))  # counters not kept: they start afresh
+    resumed = cli("train", "--resume", run, "--set", "train.epochs=2")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert [r["epoch"] for r in history(run)] == [1, 2]
+
+
 def test_resume_goes_on_at_a_new_rate_given_with_set_and_refuses_what_the_checkpoint_fixes(cli, write_recipe,
                                                                                               tmp_path):
     out = tmp_path / "runs"
