@@ -183,15 +183,13 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
             model = built.model
             model.compile(optimizer=built.optimizer, loss=built.loss, metrics=built.metrics,
                           jit_compile=cfg.jit_compile, steps_per_execution=recipe.train.steps_per_execution)
-    stopped = _early_stopped(built.callbacks, states, start_epoch)
+    stopped = _early_stopped(built.callbacks, states, start_epoch, unit.label)
     if (start_epoch >= recipe.train.epochs or stopped) and resume and not (unit.work_dir / runs.MODEL).is_file():
         # its last epoch was committed, but the run stopped before it saved model.keras: save it now
         on_start()
         return finish_from_checkpoint(model, unit.work_dir, states, unit.chief), prior
     if stopped:
-        raise RecipeError.one(stopped[0], f"{stopped[1]}{f' ({unit.label})' if unit.label else ''}. Resumed, it "
-                              f"would stop again after one epoch. Fix: resume with a larger patience, {stopped[2]}, "
-                              "or without this callback.")
+        raise stopped
     if start_epoch >= recipe.train.epochs:
         raise RecipeError.one(str(run_dir), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
@@ -377,8 +375,8 @@ def _set_callback_states(callbacks: list[keras.callbacks.Callback], states: list
 
 
 def _early_stopped(callbacks: list[keras.callbacks.Callback], states: list[dict | None] | None,
-                   epoch: int) -> tuple[str, str, str] | None:
-    """Whether a recipe EarlyStopping (its counters kept) stopped the run: (its path, what, the fix), or None.
+                   epoch: int, label: str) -> RecipeError | None:
+    """The error to give when a recipe EarlyStopping (its counters kept) stopped the run, or None.
 
     Keras stops when ``wait >= patience`` after an epoch other than the first; the kept counters say
     whether it did.
@@ -386,9 +384,12 @@ def _early_stopped(callbacks: list[keras.callbacks.Callback], states: list[dict 
     for i, (cb, state) in enumerate(zip(callbacks, states or [])):
         if (type(cb).__name__ == "EarlyStopping" and state and state["type"] == "EarlyStopping"
                 and state["monitor"] == cb.monitor and epoch >= 2 and state["wait"] >= cb.patience):
-            return (f"train.callbacks[{i}]", f"EarlyStopping stopped this run after epoch {epoch}: {cb.monitor} had "
-                    f"not improved for {state['wait']} epochs (patience {cb.patience})",
-                    f"e.g. --set train.callbacks[{i}].patience={state['wait'] + cb.patience}")
+            where = f" ({label})" if label else ""
+            return RecipeError.one(
+                f"train.callbacks[{i}]", f"EarlyStopping stopped this run{where} after epoch {epoch}: {cb.monitor} "
+                f"had not improved for {state['wait']} epochs (patience {cb.patience}). Resumed, it would stop "
+                f"again after one epoch. Fix: resume with a larger patience, e.g. --set "
+                f"train.callbacks[{i}].patience={state['wait'] + cb.patience}, or without this callback.")
     return None
 
 
