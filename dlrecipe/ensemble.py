@@ -54,8 +54,7 @@ from .check import finalize
 from .errors import RecipeError
 from .recipe import LoadedRecipe
 from .runtime import make_runtime, seed_everything, set_precision
-from .train import (Result, Unit, check_writable, finish_from_checkpoint, fit_unit, read_state, save_model,
-                    write_start)
+from .train import Result, Unit, check_writable, fit_unit, save_model, write_start
 from .yamlio import dump_yaml, write_json, write_text
 
 MEMBERS = "members"
@@ -281,12 +280,12 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
             write_json(info_path, {**about, "finished": False})
 
         resumable = (work_dir / runs.STATE).is_file() and (work_dir / runs.LAST_CHECKPOINT).is_file()
-        if resumable and read_state(work_dir)["epoch"] >= epochs:
-            # all epochs were committed, but the run stopped before the member was marked finished
-            model, history = _finish_from_checkpoint(work_dir)
-        else:
-            model, history = fit_unit(recipe, rt, info, unit, run_dir=run_dir, resume=resumable,
-                                      on_start=start_unit, verbose=verbose, resume_rate=loaded.resume_rate)
+        # a member done (all epochs, or early-stopped) that the run stopped before marking finished is done;
+        # one marked finished that a larger train.epochs reopens is refused as a single run is
+        marked = runs.read_json(info_path) if resumable and info_path.is_file() else {}
+        model, history = fit_unit(recipe, rt, info, unit, run_dir=run_dir, resume=resumable, on_start=start_unit,
+                                  verbose=verbose, resume_rate=loaded.resume_rate,
+                                  done_ok=marked.get("finished") is False)
         done = {**about, "finished": True, "epochs": epochs, "trained_epochs": history[-1]["epoch"] if history else 0}
         if cv:
             val = pipeline.fit_inputs(unit.data, recipe, info.n_classes)["validation_data"]  # labels as in fit
@@ -309,12 +308,6 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
     start_run()  # every member was already finished (the ensemble is all that was missing)
     save_model(ensemble, run_dir / runs.MODEL)
     return GroupResult(run_dir, last_history, ensemble, dataset, kind="ensemble", rows=rows)
-
-
-def _finish_from_checkpoint(work_dir: Path) -> tuple[keras.Model, list[dict[str, Any]]]:
-    from .train import _restore
-    model, _, history, states = _restore(work_dir)
-    return finish_from_checkpoint(model, work_dir, states), history
 
 
 def _finished(work_dir: Path, cv: bool, epochs: int) -> bool:

@@ -152,13 +152,16 @@ class Unit:
 
 
 def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_start, verbose: int | str = "auto",
-             resume_rate: float | None = None) -> tuple[keras.Model, list[dict[str, Any]]]:
+             resume_rate: float | None = None, done_ok: bool = False) -> tuple[keras.Model, list[dict[str, Any]]]:
     """Build (or restore from ``unit.work_dir``'s checkpoint) and fit one model; save its model.keras.
 
     ``recipe`` is finalized (loss and metrics written in). ``on_start()`` is called once the model is
     built, before anything is written, to create the run folder. ``run_dir`` is the folder that
     ``--resume`` takes, named in the messages. ``resume_rate`` (see ``load_for_resume``) replaces the
-    restored optimizer's learning rate, scaled as the recipe's rate is.
+    restored optimizer's learning rate, scaled as the recipe's rate is. ``done_ok`` (an ensemble member or
+    fold, whose group records "finished" only after this returns): a resumed unit that is done (all
+    epochs, or stopped by EarlyStopping) and saved its model.keras returns that model instead of
+    being refused.
 
     Returns:
         The fitted model and its history rows.
@@ -184,10 +187,13 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
             model.compile(optimizer=built.optimizer, loss=built.loss, metrics=built.metrics,
                           jit_compile=cfg.jit_compile, steps_per_execution=recipe.train.steps_per_execution)
     stopped = _early_stopped(built.callbacks, states, start_epoch, unit.label)
-    if (start_epoch >= recipe.train.epochs or stopped) and resume and not (unit.work_dir / runs.MODEL).is_file():
-        # its last epoch was committed, but the run stopped before it saved model.keras: save it now
-        on_start()
-        return finish_from_checkpoint(model, unit.work_dir, states, unit.chief), prior
+    if (start_epoch >= recipe.train.epochs or stopped) and resume:
+        if not (unit.work_dir / runs.MODEL).is_file():
+            # its last epoch was committed, but the run stopped before it saved model.keras: save it now
+            on_start()
+            return finish_from_checkpoint(model, unit.work_dir, states, unit.chief), prior
+        if done_ok:
+            return runs.load_model(unit.work_dir / runs.MODEL), prior
     if stopped:
         raise stopped
     if start_epoch >= recipe.train.epochs:
@@ -567,6 +573,10 @@ class _Watcher(keras.callbacks.Callback):
                     preprocess.write_arrays(_best_weights_path(self.run_dir, i),
                                             {f"w{j}": w for j, w in enumerate(cb.best_weights)})
             write_json(self.run_dir / runs.STATE, {"epoch": epoch + 1, "callbacks": _callback_states(self.tracked)})
+            # a model.keras here is from before this epoch (a run resumed to train longer): once the epoch is
+            # committed it is outdated, and a run stopped before saving the new one must not pass it off as
+            # finished (resume saves the model from the checkpoint when none is there)
+            (self.run_dir / runs.MODEL).unlink(missing_ok=True)
         self.last_epoch = epoch + 1
 
 

@@ -323,6 +323,36 @@ def test_resume_of_a_run_stopped_before_saving_its_model_saves_it_with_the_best_
     assert again.exit_code == 2 and "already finished its 2 epochs" in " ".join(again.stderr.split())
 
 
+def test_a_model_saved_before_resuming_to_more_epochs_is_not_kept_as_the_longer_runs_model(cli, write_recipe,
+                                                                                            tmp_path, monkeypatch):
+    import keras
+
+    from dlrecipe import train as trainmod
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 1}), "--out", out).exit_code == 0
+    run = only_run(out)
+    epoch_1 = keras.saving.load_model(run / "model.keras").get_weights()
+    save = trainmod.save_model
+
+    def stop_before_the_model(model, path, *args, **kwargs):  # Ctrl-C after epoch 2 is committed
+        if Path(path).name == "model.keras":
+            raise KeyboardInterrupt
+        return save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(trainmod, "save_model", stop_before_the_model)
+    assert cli("train", "--resume", run, "--set", "train.epochs=2").exit_code == 130
+    assert [r["epoch"] for r in history(run)] == [1, 2]
+    assert not (run / "model.keras").exists()  # epoch 1's model is not the 2-epoch run's
+    monkeypatch.setattr(trainmod, "save_model", save)
+    result = cli("train", "--resume", run)  # saves the model of epoch 2 from the checkpoint
+    assert result.exit_code == 0, result.stderr
+    assert [r["epoch"] for r in history(run)] == [1, 2]
+    epoch_2 = keras.saving.load_model(run / "checkpoints/last.keras").get_weights()
+    got = keras.saving.load_model(run / "model.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(got, epoch_2, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(got, epoch_1, strict=True))
+
+
 def test_resume_of_a_damaged_state_json_names_the_bad_entry_and_writes_nothing(cli, write_recipe, tmp_path):
     callbacks = [{"type": "ReduceLROnPlateau", "monitor": "loss", "patience": 2}]
     out = tmp_path / "runs"

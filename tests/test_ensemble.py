@@ -102,6 +102,41 @@ def test_an_interrupted_ensemble_resumes_its_unfinished_member_and_skips_the_fin
     assert again.exit_code == 2 and "already finished its 2 epochs" in again.stderr
 
 
+def test_resume_counts_an_early_stopped_member_done_when_it_was_not_yet_marked_finished(cli, write_recipe, tmp_path):
+    # min_delta 100: no epoch after the first improves, so patience 2 stops each member after epoch 3 of 10
+    callbacks = [{"type": "EarlyStopping", "monitor": "loss", "min_delta": 100, "patience": 2}]
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 10, "ensemble": 2, "callbacks": callbacks}),
+               "--out", out).exit_code == 0
+    run = only_run(out)
+    members = [run / "members" / str(i) for i in (1, 2)]
+    rows = [history(m) for m in members]
+    assert [[r["epoch"] for r in h] for h in rows] == [[1, 2, 3], [1, 2, 3]]
+    saved = (members[0] / "model.keras").read_bytes()
+
+    def unmark(member: Path) -> None:  # as if the run stopped before the member was marked finished
+        info = json.loads((member / "member.json").read_text())
+        (member / "member.json").write_text(json.dumps({**info, "finished": False}))
+
+    unmark(members[0])  # member 1 saved its model.keras; member 2 did not either
+    unmark(members[1])
+    (members[1] / "model.keras").unlink()
+    (run / "model.keras").unlink()
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 0, result.stderr
+    assert [history(m) for m in members] == rows  # no epoch trained
+    assert (members[0] / "model.keras").read_bytes() == saved  # its saved model is used as it is
+    assert (members[1] / "model.keras").is_file() and (run / "model.keras").is_file()
+    for m in members:
+        info = json.loads((m / "member.json").read_text())
+        assert info["finished"] is True and info["trained_epochs"] == 3
+    # recorded finished, a member EarlyStopping ended is refused when more epochs are asked for, as a single run is
+    longer = cli("train", "--resume", run, "--set", "train.epochs=20")
+    assert longer.exit_code == 2
+    assert "stopped this run (member 1 of 2) after epoch 3" in " ".join(longer.stderr.split())
+    assert [history(m) for m in members] == rows
+
+
 def test_cross_validation_folds_partition_the_training_split_and_report_mean_and_std(cli, write_recipe, tiny_npz,
                                                                                        tmp_path):
     out = tmp_path / "runs"
