@@ -361,19 +361,22 @@ def _callback_states(callbacks: list[keras.callbacks.Callback]) -> list[dict | N
     return states
 
 
+def _same_callback(cb: keras.callbacks.Callback, state: dict | None) -> bool:
+    """Whether ``state`` (kept at the same position) is this callback's: same type and monitor.
+
+    A callback that ``--set train.callbacks`` replaced or moved starts fresh, as Keras would start it.
+    """
+    return bool(state) and state.get("type") == type(cb).__name__ and state.get("monitor") == cb.monitor
+
+
 def _set_callback_states(callbacks: list[keras.callbacks.Callback], states: list[dict | None],
                          run_dir: Path) -> None:
-    """Give each callback the counters it had at the checkpoint, where it is still the same callback.
-
-    Matched by position, type and monitor: a callback that ``--set train.callbacks`` replaced or moved
-    starts fresh, as Keras would start it.
-    """
+    """Give each callback the counters it had at the checkpoint, where it is still the same callback."""
     for i, (cb, state) in enumerate(zip(callbacks, states)):
-        name = type(cb).__name__
-        if not state or state.get("type") != name or state.get("monitor") != cb.monitor:
+        if not _same_callback(cb, state):
             continue
         cb.best = state["best"]
-        for key in CALLBACK_COUNTERS[name]:
+        for key in CALLBACK_COUNTERS[type(cb).__name__]:
             setattr(cb, key, state[key])
         path = _best_weights_path(run_dir, i)
         if getattr(cb, "restore_best_weights", False) and path.is_file():
@@ -388,8 +391,8 @@ def _early_stopped(callbacks: list[keras.callbacks.Callback], states: list[dict 
     whether it did.
     """
     for i, (cb, state) in enumerate(zip(callbacks, states or [])):
-        if (type(cb).__name__ == "EarlyStopping" and state and state["type"] == "EarlyStopping"
-                and state["monitor"] == cb.monitor and epoch >= 2 and state["wait"] >= cb.patience):
+        if (type(cb).__name__ == "EarlyStopping" and _same_callback(cb, state) and epoch >= 2
+                and state["wait"] >= cb.patience):
             where = f" ({label})" if label else ""
             return RecipeError.one(
                 f"train.callbacks[{i}]", f"EarlyStopping stopped this run{where} after epoch {epoch}: {cb.monitor} "
