@@ -67,6 +67,11 @@ from .errors import Problem, RecipeError, join_path, suggest
 
 LABEL_MIXING = ("MixUp", "CutMix")  # Keras classes that transform labels as well as images
 NO_XLA = ("RandomElasticTransform",)  # Keras layers that fail under XLA but do not say so (supports_jit)
+# Keras layers that say they do not support XLA on every backend (``supports_jit = False``), which is
+# true of TensorFlow's (its ImageProjectiveTransformV3 has no XLA kernel) but not of JAX's: under
+# jax.jit they give the same images as eagerly (tests/test_augment.py). Left so, Keras runs the whole
+# JAX train step un-jitted, op by op, so on JAX they are marked as supporting it.
+JAX_JIT_OK = ("RandomTranslation", "RandomRotation", "RandomZoom", "RandomShear", "RandomPerspective")
 FANCY_PCA_STDDEV = 0.1  # AlexNet's standard deviation of the random weights alpha
 _CHUNK_PIXELS = 1 << 20  # RGB pixels per float64 chunk while fitting fancy_pca (24 MiB)
 
@@ -209,10 +214,7 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
         cls = resolve.layer_classes().get(kind)
         if cls is not None and seed is not None and "seed" not in args and "seed" in (resolve._accepted_args(cls) or ()):
             spec = {**spec, "seed": derived_seed(seed, index)}
-        layer = resolve.build_layer(spec, path, {})
-        if kind in NO_XLA:
-            layer.supports_jit = False
-        return layer
+        return set_jit_support(resolve.build_layer(spec, path, {}))
     alias = ALIASES.get(kind)
     if alias is None:
         raise RecipeError.one(join_path(path, "type"), f"Unknown augmentation '{kind}'.{suggest(kind, ALIASES)} "
@@ -233,11 +235,22 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
         args = {**args, **fitted}
     if seed is not None and "seed" not in args and "seed" in accepted:
         args["seed"] = derived_seed(seed, index)
-    layer = resolve.construct(cls, args, path)
-    if alias.target in NO_XLA:
-        # Keras 3.15's RandomElasticTransform builds its blur kernel with a data-dependent range, which XLA
-        # cannot compile; marked so, Keras trains the model without XLA instead of failing.
+    return set_jit_support(resolve.construct(cls, args, path))
+
+
+def set_jit_support(layer: Any) -> Any:
+    """Correct what ``layer`` says about XLA where Keras is wrong for the backend (``NO_XLA``, ``JAX_JIT_OK``).
+
+    Keras 3.15's RandomElasticTransform builds its blur kernel with a data-dependent range, which XLA
+    cannot compile; marked so, Keras trains the model without XLA instead of failing. Returns ``layer``.
+    """
+    import keras
+
+    name = type(layer).__name__
+    if name in NO_XLA:
         layer.supports_jit = False
+    elif name in JAX_JIT_OK and keras.backend.backend() == "jax":
+        layer.supports_jit = True
     return layer
 
 
@@ -266,15 +279,21 @@ def layer_class(spec: Any) -> type | None:
     return resolve.layer_classes().get(kind)
 
 
-def mark_no_xla(model: Any) -> Any:
-    """Mark the ``NO_XLA`` layers of a loaded model again (the mark is not part of a layer's config)."""
-    marked = False
+def mark_jit_support(model: Any) -> Any:
+    """``set_jit_support`` on every layer of a loaded model (the mark is not part of a layer's config).
+
+    The model was compiled while loading, before the marks: its ``jit_compile`` is set again to what it
+    was saved with, which Keras then allows only if every layer now supports XLA.
+    """
+    import warnings
+
     for layer in model._flatten_layers():
-        if type(layer).__name__ in NO_XLA:
-            layer.supports_jit = False
-            marked = True
-    if marked and getattr(model, "_jit_compile", None):
-        model._jit_compile = False  # compiled while loading, before the mark
+        set_jit_support(layer)
+    saved = getattr(model, "_compile_config", None)
+    if getattr(model, "compiled", False) and saved is not None:
+        with warnings.catch_warnings():  # "Model doesn't support `jit_compile=True`": known, and kept off
+            warnings.filterwarnings("ignore", message="Model doesn't support")
+            model.jit_compile = bool(saved.config.get("jit_compile"))
     return model
 
 

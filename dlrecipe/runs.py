@@ -22,6 +22,7 @@ its report in cv.json and cv.csv, and has no model.keras (see ``dlrecipe.ensembl
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -102,11 +103,13 @@ def load_model(path: Path):
 
     register_layers()
     try:
-        model = keras.saving.load_model(str(path), safe_mode=True, compile=True)
+        with warnings.catch_warnings():  # compiled before mark_jit_support: Keras may warn about jit_compile
+            warnings.filterwarnings("ignore", message="Model doesn't support")
+            model = keras.saving.load_model(str(path), safe_mode=True, compile=True)
     except FileNotFoundError:
         raise RecipeError.one(str(path), "Missing from the run folder; train the run again.") from None
     except Exception as e:  # Keras raises ValueError/TypeError/OSError for damaged files
         raise RecipeError.one(str(path), f"Cannot load this model ({type(e).__name__}: {e}). The file is damaged "
                               "or was written by another program; train the run again.") from e
-    from .augment import mark_no_xla
-    return mark_no_xla(model)
+    from .augment import mark_jit_support
+    return mark_jit_support(model)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 
 from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
 
+DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
 FLAT_MODEL = [{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
 
 
@@ -276,3 +280,90 @@ def test_pca_and_zca_limits_are_validate_errors(case, cli, write_recipe, tmp_pat
     assert f"error: {path}" in result.stderr and words in result.stderr and "Fix:" in result.stderr
     result = cli("train", recipe, "--out", tmp_path / "runs")
     assert result.exit_code == 2 and path in result.stderr and not (tmp_path / "runs").exists()
+
+
+# --- XLA: layers Keras marks wrongly for a backend ----------------------------------------------------
+
+JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax"}
+JIT_PROBE = """
+import json, sys
+import jax, numpy as np
+from dlrecipe import augment
+x = np.random.default_rng(0).uniform(0, 255, size=(4, 16, 16, 3)).astype("float32")
+args = {"RandomTranslation": {"height_factor": 0.3, "width_factor": 0.3}, "RandomRotation": {"factor": 0.3},
+        "RandomZoom": {"height_factor": 0.3}, "RandomShear": {"x_factor": 0.3, "y_factor": 0.3},
+        "RandomPerspective": {"factor": 1.0}}
+out = {}
+for i, name in enumerate(augment.JAX_JIT_OK):
+    spec = {"type": name, **args[name]}
+    eager, jitted = (augment.build_layer(spec, "p", seed=7, index=i, stats=None) for _ in range(2))
+    jitted.build(x.shape)
+    step = jax.jit(lambda state, xb: jitted.stateless_call([], state, xb, training=True))
+    state = [v.value for v in jitted.non_trainable_variables]
+    diffs, moved = [], []
+    for _ in range(3):  # three calls: the seed state must advance under jit as it does eagerly
+        want = np.asarray(eager(x, training=True))
+        got, state = step(state, x)
+        diffs.append(float(np.abs(np.asarray(got) - want).max()))
+        moved.append(float(np.abs(want - x).mean()))
+    out[name] = {"supports_jit": jitted.supports_jit, "diff": max(diffs), "moved": min(moved)}
+elastic = augment.build_layer({"type": "elastic", "probability": 1.0}, "p", seed=1, index=0, stats=None)
+out["elastic"] = {"supports_jit": elastic.supports_jit}
+print(json.dumps(out))
+"""
+
+
+def test_on_jax_the_geometric_layers_are_jitted_and_give_the_same_images_as_eagerly():
+    pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
+    from dlrecipe import augment
+    proc = subprocess.run([sys.executable, "-c", JIT_PROBE], capture_output=True, text=True, timeout=300, env=JAX_ENV)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in augment.JAX_JIT_OK:
+        assert found[name]["supports_jit"] is True, name
+        assert found[name]["diff"] < 1e-3, (name, found[name])  # the same pixels (0-255) as eagerly
+        assert found[name]["moved"] > 1.0, (name, found[name])  # and the images were transformed
+    assert found["elastic"]["supports_jit"] is False  # its blur kernel has a data-dependent size: not under XLA
+
+
+def test_validate_names_each_augmentation_that_turns_jit_compile_off(cli, write_recipe):
+    augment_ = [{"type": "RandomFlip"}, {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1},
+                {"type": "elastic", "probability": 0.5}]
+    recipe = write_recipe(data={"augment": augment_}, runtime={"jit_compile": True})
+    result = cli("validate", recipe)
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: runtime.jit_compile")]
+    assert len(warnings) == 2, result.stderr
+    assert "data.augment[1] (RandomTranslation)" in warnings[0] and "KERAS_BACKEND=jax" in warnings[0]
+    assert "data.augment[2] (RandomElasticTransform)" in warnings[1] and "KERAS_BACKEND=jax" not in warnings[1]
+    # under JAX, RandomTranslation compiles; the elastic transform still does not
+    proc = subprocess.run([DLRECIPE, "validate", str(recipe)], capture_output=True, text=True, timeout=300,
+                          env=JAX_ENV)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: runtime.jit_compile")]
+    assert len(warnings) == 1 and "data.augment[2] (RandomElasticTransform)" in warnings[0], proc.stderr
+    # deterministic ops turn XLA off on TensorFlow, whatever the layers
+    recipe = write_recipe(runtime={"jit_compile": True, "deterministic": True})
+    result = cli("validate", recipe)
+    assert "runtime.deterministic: true" in result.stderr and result.exit_code == 0
+    # jit_compile: auto promises nothing: no warning
+    recipe = write_recipe(data={"augment": augment_})
+    assert "warning: runtime.jit_compile" not in cli("validate", recipe).stderr
+
+
+def test_a_jax_run_with_translations_trains_and_reloads_jitted(write_recipe, tmp_path):
+    pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
+    out = tmp_path / "runs"
+    recipe = write_recipe(data={"augment": [{"type": "RandomTranslation", "height_factor": 0.2, "width_factor": 0.2},
+                                            {"type": "RandomRotation", "factor": 0.1}]},
+                          runtime={"jit_compile": True}, train={"epochs": 1})
+    proc = subprocess.run([DLRECIPE, "train", str(recipe), "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, env=JAX_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "doesn't support `jit_compile=True`" not in proc.stderr  # Keras's note when it falls back to eager
+    run = only_run(out)
+    probe = ("from pathlib import Path\nfrom dlrecipe import runs\n"
+             f"m = runs.load_model(Path({str(run / 'model.keras')!r}))\nprint('JIT', m.jit_compile)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=JAX_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "JIT True"  # compiled while loading, then marked: jitted again
