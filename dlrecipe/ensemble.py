@@ -277,6 +277,9 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
 
         def start_unit(info_path=info_path, about=about) -> None:
             start_run()
+            # a resumed run trains a member (fold) again: the ensemble (cv.json) of the old members is no longer
+            # the run's, and is rebuilt when every member is done
+            final.unlink(missing_ok=True)
             write_json(info_path, {**about, "finished": False})
 
         resumable = (work_dir / runs.STATE).is_file() and (work_dir / runs.LAST_CHECKPOINT).is_file()

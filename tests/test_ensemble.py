@@ -137,6 +137,36 @@ def test_resume_counts_an_early_stopped_member_done_when_it_was_not_yet_marked_f
     assert [history(m) for m in members] == rows
 
 
+def test_an_ensemble_resumed_to_more_epochs_drops_its_old_average_until_every_member_is_done(cli, write_recipe,
+                                                                                            tmp_path, monkeypatch):
+    from dlrecipe import train as trainmod
+    out = tmp_path / "runs"
+    assert cli("train", write_recipe(train={"epochs": 1, "ensemble": 2}), "--out", out).exit_code == 0
+    run = only_run(out)
+    assert (run / "model.keras").is_file()
+    original = trainmod._Watcher.on_epoch_end
+
+    def stop_member_1(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if self.run_dir.name == "1" and epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop_member_1)
+    result = cli("train", "--resume", run, "--set", "train.epochs=2")
+    assert result.exit_code == 130
+    assert [r["epoch"] for r in history(run / "members/1")] == [1, 2]
+    assert [r["epoch"] for r in history(run / "members/2")] == [1]
+    # the average of the two 1-epoch members is not passed off as the 2-epoch ensemble
+    assert not (run / "model.keras").exists()
+    evaluated = cli("evaluate", run)
+    assert evaluated.exit_code == 2 and "--resume" in evaluated.stderr
+    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", original)
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 0, result.stderr
+    assert [r["epoch"] for r in history(run / "members/2")] == [1, 2]
+    assert (run / "model.keras").is_file() and cli("evaluate", run).exit_code == 0
+
+
 def test_cross_validation_folds_partition_the_training_split_and_report_mean_and_std(cli, write_recipe, tiny_npz,
                                                                                        tmp_path):
     out = tmp_path / "runs"
