@@ -243,10 +243,11 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
     started = resume is not None
     wrote_recipe = False
 
-    def start_run() -> None:
+    def start_run(model: keras.Model | None = None) -> None:
         nonlocal started, wrote_recipe
         if not started:
-            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None))
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None),
+                        xla=model.jit_compile if model is not None else None)
             started = wrote_recipe = True
         elif not wrote_recipe:  # a resume: record the overrides, as a single run does
             write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
@@ -275,8 +276,8 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
             rows.append(_row(done))
             continue
 
-        def start_unit(info_path=info_path, about=about) -> None:
-            start_run()
+        def start_unit(model: keras.Model, info_path=info_path, about=about) -> None:
+            start_run(model)
             # a resumed run trains a member (fold) again: the ensemble (cv.json) of the old members is no longer
             # the run's, and is rebuilt when every member is done
             final.unlink(missing_ok=True)

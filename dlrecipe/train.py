@@ -117,9 +117,10 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     rt = make_runtime(cfg)
     run_dir = Path(resume or run_dir or runs.new_run_dir(out, recipe.name))
 
-    def start() -> None:
+    def start(model: keras.Model) -> None:
         if resume is None and chief:
-            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None), process)
+            write_start(run_dir, loaded, recipe, info, stats, rt, argv, getattr(dataset, "tabular", None), process,
+                        xla=model.jit_compile)
         elif chief:
             write_text(run_dir / runs.RECIPE, dump_yaml(recipe.model_dump(mode="json", exclude_none=True)))
 
@@ -155,8 +156,8 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
              resume_rate: float | None = None, done_ok: bool = False) -> tuple[keras.Model, list[dict[str, Any]]]:
     """Build (or restore from ``unit.work_dir``'s checkpoint) and fit one model; save its model.keras.
 
-    ``recipe`` is finalized (loss and metrics written in). ``on_start()`` is called once the model is
-    built, before anything is written, to create the run folder. ``run_dir`` is the folder that
+    ``recipe`` is finalized (loss and metrics written in). ``on_start(model)`` is called once the model is
+    built and compiled, before anything is written, to create the run folder. ``run_dir`` is the folder that
     ``--resume`` takes, named in the messages. ``resume_rate`` (see ``load_for_resume``) replaces the
     restored optimizer's learning rate, scaled as the recipe's rate is. ``done_ok`` (an ensemble member or
     fold, whose group records "finished" only after this returns): a resumed unit that is done (all
@@ -190,7 +191,7 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     if (start_epoch >= recipe.train.epochs or stopped) and resume:
         if not (unit.work_dir / runs.MODEL).is_file():
             # its last epoch was committed, but the run stopped before it saved model.keras: save it now
-            on_start()
+            on_start(model)
             return finish_from_checkpoint(model, unit.work_dir, states, unit.chief), prior
         if done_ok:
             return runs.load_model(unit.work_dir / runs.MODEL), prior
@@ -199,7 +200,7 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     if start_epoch >= recipe.train.epochs:
         raise RecipeError.one(str(run_dir), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
-    on_start()
+    on_start(model)
     watcher = _Watcher(unit.work_dir, prior, unit.chief, tracked=built.callbacks, states=states)
     callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN()]
     if keras.backend.backend() == "tensorflow":
@@ -269,8 +270,11 @@ class stop_on_sigint:
 
 
 def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, argv, tabular=None,
-                process=None) -> None:
-    """Create the run folder and write recipe.yaml, environment.json and preprocessing.json."""
+                process=None, xla: bool | None = None) -> None:
+    """Create the run folder and write recipe.yaml, environment.json and preprocessing.json.
+
+    ``xla``: whether Keras compiled the model with XLA (``runtime.jit_compile`` as Keras resolved it).
+    """
     try:
         # A launcher of --workers made the folder (it holds the workers' logs); a single process did not.
         run_dir.mkdir(parents=True, exist_ok=process is not None)
@@ -280,6 +284,7 @@ def write_start(run_dir: Path, loaded: LoadedRecipe, recipe, info, stats, rt, ar
     env = environment(recipe.seed, rt, recipe.runtime, argv)
     env["workers"] = process.count if process else 1
     env["learning_rate_scale"] = scaling.describe(recipe.runtime, rt.replicas)
+    env["xla"] = None if xla is None else bool(xla)
     write_json(run_dir / runs.ENVIRONMENT, env)
     # cross-validation fits per fold (stored in each fold.json): nothing run-wide to store
     sections, arrays = preprocess.stored(stats) if stats is not None else ({"normalization": None}, {})

@@ -326,7 +326,7 @@ def test_on_jax_the_geometric_layers_are_jitted_and_give_the_same_images_as_eage
     assert found["elastic"]["supports_jit"] is False  # its blur kernel has a data-dependent size: not under XLA
 
 
-def test_validate_names_each_augmentation_that_turns_jit_compile_off(cli, write_recipe):
+def test_validate_names_each_augmentation_that_turns_jit_compile_off(cli, write_recipe, tmp_path):
     augment_ = [{"type": "RandomFlip"}, {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1},
                 {"type": "elastic", "probability": 0.5}]
     recipe = write_recipe(data={"augment": augment_}, runtime={"jit_compile": True})
@@ -342,6 +342,11 @@ def test_validate_names_each_augmentation_that_turns_jit_compile_off(cli, write_
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: runtime.jit_compile")]
     assert len(warnings) == 1 and "data.augment[2] (RandomElasticTransform)" in warnings[0], proc.stderr
+    # trained anyway, Keras compiles without XLA, and the run folder says so
+    result = cli("train", recipe, "--set", "train.epochs=1", "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    env = json.loads((only_run(tmp_path / "runs") / "environment.json").read_text())
+    assert env["jit_compile"] is True and env["xla"] is False
     # deterministic ops turn XLA off on TensorFlow, whatever the layers
     recipe = write_recipe(runtime={"jit_compile": True, "deterministic": True})
     result = cli("validate", recipe)
@@ -362,6 +367,7 @@ def test_a_jax_run_with_translations_trains_and_reloads_jitted(write_recipe, tmp
     assert proc.returncode == 0, proc.stderr
     assert "doesn't support `jit_compile=True`" not in proc.stderr  # Keras's note when it falls back to eager
     run = only_run(out)
+    assert json.loads((run / "environment.json").read_text())["xla"] is True
     probe = ("from pathlib import Path\nfrom dlrecipe import runs\n"
              f"m = runs.load_model(Path({str(run / 'model.keras')!r}))\nprint('JIT', m.jit_compile)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=JAX_ENV)

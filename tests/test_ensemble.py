@@ -144,6 +144,7 @@ def test_an_ensemble_resumed_to_more_epochs_drops_its_old_average_until_every_me
     assert cli("train", write_recipe(train={"epochs": 1, "ensemble": 2}), "--out", out).exit_code == 0
     run = only_run(out)
     assert (run / "model.keras").is_file()
+    assert json.loads((run / "environment.json").read_text())["xla"] is False  # TensorFlow on CPUs: auto is off
     original = trainmod._Watcher.on_epoch_end
 
     def stop_member_1(self, epoch, logs=None):
