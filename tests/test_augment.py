@@ -326,6 +326,7 @@ def test_on_jax_the_geometric_layers_are_jitted_and_give_the_same_images_as_eage
     assert found["elastic"]["supports_jit"] is False  # its blur kernel has a data-dependent size: not under XLA
 
 
+@pytest.mark.filterwarnings("ignore:Model doesn't support")  # Keras's own note, when train falls back
 def test_validate_names_each_augmentation_that_turns_jit_compile_off(cli, write_recipe, tmp_path):
     augment_ = [{"type": "RandomFlip"}, {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1},
                 {"type": "elastic", "probability": 0.5}]
