@@ -60,18 +60,26 @@ def test_ensemble_members_have_their_seeds_and_evaluate_and_export_serve_the_ave
     np.testing.assert_allclose(_predict(run / "export" / "model.keras", x), mean, atol=1e-6)
 
 
+def interrupt_member(monkeypatch, member: str, after_epoch: int):
+    """Ctrl-C in ``members/<member>`` once its epoch ``after_epoch`` (1-based) is committed; returns the
+    original ``_Watcher.on_epoch_end``, to put back."""
+    from dlrecipe import train as trainmod
+    original = trainmod._Watcher.on_epoch_end
+
+    def stop(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if self.run_dir.name == member and epoch == after_epoch - 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop)
+    return original
+
+
 def test_an_interrupted_ensemble_resumes_its_unfinished_member_and_skips_the_finished_one(cli, write_recipe,
                                                                                            tmp_path, monkeypatch):
     from dlrecipe import ensemble
     from dlrecipe import train as trainmod
-    original = trainmod._Watcher.on_epoch_end
-
-    def stop_member_2(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if self.run_dir.name == "2" and epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop_member_2)
+    original = interrupt_member(monkeypatch, "2", after_epoch=1)
     out = tmp_path / "runs"
     result = cli("train", write_recipe(train={"epochs": 2, "ensemble": 2}), "--out", out)
     assert result.exit_code == 130
@@ -145,14 +153,7 @@ def test_an_ensemble_resumed_to_more_epochs_drops_its_old_average_until_every_me
     run = only_run(out)
     assert (run / "model.keras").is_file()
     assert json.loads((run / "environment.json").read_text())["xla"] is False  # TensorFlow on CPUs: auto is off
-    original = trainmod._Watcher.on_epoch_end
-
-    def stop_member_1(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if self.run_dir.name == "1" and epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop_member_1)
+    original = interrupt_member(monkeypatch, "1", after_epoch=2)
     result = cli("train", "--resume", run, "--set", "train.epochs=2")
     assert result.exit_code == 130
     assert [r["epoch"] for r in history(run / "members/1")] == [1, 2]
