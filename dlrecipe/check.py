@@ -15,7 +15,7 @@ import keras
 
 from . import augment, resolve, schedules, segmentation
 from .errors import Problem, RecipeError, is_within
-from .model import build_model, check_output, expand_layers
+from .model import build_model, check_output, clean_path, expand_layers
 from .schema import Recipe
 
 DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error",
@@ -58,7 +58,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
                     or _blocked(f"model.layers[{i}]", structural):
                 continue
             for path, sub in _collect(problems, expand_layers, [spec], "model.layers", i) or []:
-                clean = path.split(" (copy")[0]
+                clean = clean_path(path)
                 if clean in seen or _blocked(clean, structural):
                     continue
                 seen.add(clean)

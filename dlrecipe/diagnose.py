@@ -306,18 +306,18 @@ def symmetry_warnings(model: keras.Model, paths: dict[str, str], loaded: LoadedR
     A kernel with a single output unit is left alone: there is no symmetry to break. ``paths`` maps
     layer names to recipe paths (filled by ``build_model``); copies of a repeat are reported once.
     """
-    from .model import expand_layers
+    from .model import clean_path, expand_layers
 
     recipe = loaded.recipe
     specs: dict[str, dict[str, Any]] = {}
     for path, spec in expand_layers(recipe.model.layers, "model.layers"):
-        specs.setdefault(path.split(" (copy")[0], spec)
+        specs.setdefault(clean_path(path), spec)
     out, seen = [], set()
     for layer in model.layers:
         path = paths.get(layer.name)
         if path is None:
             continue
-        path = path.split(" (copy")[0]
+        path = clean_path(path)
         init = _constant_kernel_initializer(layer)
         if init is None or path in seen:
             continue

@@ -93,7 +93,8 @@ def _final_names(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _clean_path(path: str) -> str:
+def clean_path(path: str) -> str:
+    """A layer's recipe path without the `` (copy i of n)`` note of a repeat's copies."""
     return path.split(" (copy")[0]
 
 
@@ -134,7 +135,7 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
     outputs: dict[str, Any] = {INPUT_NAME: x}
     for path, spec, layer in built:
         if layer.name in outputs:
-            raise RecipeError.one(join_path(_clean_path(path), "name"), f"Received: name={layer.name!r}, but an "
+            raise RecipeError.one(join_path(clean_path(path), "name"), f"Received: name={layer.name!r}, but an "
                                   "earlier layer already has this name. Give every layer its own name.")
         sources = spec.get("inputs")
         try:
@@ -147,7 +148,7 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
             raise
         except Exception as e:
             got = getattr(arg, "shape", None) if not isinstance(arg, list) else [a.shape for a in arg]
-            raise RecipeError.one(_clean_path(path), f"{spec['type']} cannot take its input of shape {got}: "
+            raise RecipeError.one(clean_path(path), f"{spec['type']} cannot take its input of shape {got}: "
                                   f"{resolve.keras_reason(e)}") from e
         outputs[layer.name] = x
         if paths is not None:
@@ -160,7 +161,7 @@ def _construct_all(items: list[tuple[str, dict[str, Any]]], defaults: dict[str, 
     built, problems = [], []
     for path, spec in items:
         try:
-            built.append((path, spec, resolve.build_layer(spec, _clean_path(path), defaults)))
+            built.append((path, spec, resolve.build_layer(spec, clean_path(path), defaults)))
         except RecipeError as e:
             problems.extend(e.problems)
     if problems:
@@ -170,7 +171,7 @@ def _construct_all(items: list[tuple[str, dict[str, Any]]], defaults: dict[str, 
 
 
 def _sources(names: Any, outputs: dict[str, Any], path: str) -> Any:
-    where = join_path(_clean_path(path), "inputs")
+    where = join_path(clean_path(path), "inputs")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise RecipeError.one(where, f"Received: inputs={names!r}. Expected a list of layer names, e.g. [conv1, up1].")
     missing = [n for n in names if n not in outputs]

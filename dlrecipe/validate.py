@@ -10,6 +10,7 @@ from . import preprocess
 from .check import build_all
 from .diagnose import symmetry_warnings
 from .errors import RecipeError
+from .model import clean_path
 from .recipe import LoadedRecipe
 
 
@@ -59,7 +60,7 @@ def jit_warnings(model, paths: dict[str, str], recipe) -> list[str]:
             i = next((i for i, spec in specs if (cls := augment.layer_class(spec)) and isinstance(layer, cls)), None)
             specs = [(j, spec) for j, spec in specs if j != i]
             where = f"data.augment[{i}]" if i is not None else layer.name
-        where = where.split(" (copy")[0]
+        where = clean_path(where)
         hint = " (it compiles under KERAS_BACKEND=jax)" if type(layer).__name__ in augment.JAX_JIT_OK else ""
         out[where] = (f"runtime.jit_compile: true has no effect: {where} ({type(layer).__name__}) cannot be "
                       f"compiled by XLA on the {backend} backend{hint}, so Keras trains the whole model without XLA. "
