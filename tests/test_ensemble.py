@@ -60,9 +60,9 @@ def test_ensemble_members_have_their_seeds_and_evaluate_and_export_serve_the_ave
     np.testing.assert_allclose(_predict(run / "export" / "model.keras", x), mean, atol=1e-6)
 
 
-def interrupt_member(monkeypatch, member: str, after_epoch: int):
-    """Ctrl-C in ``members/<member>`` once its epoch ``after_epoch`` (1-based) is committed; returns the
-    original ``_Watcher.on_epoch_end``, to put back."""
+def interrupt_member(monkeypatch, member: str, after_epoch: int) -> None:
+    """Ctrl-C in ``members/<member>`` once its epoch ``after_epoch`` (1-based) is committed, until
+    ``monkeypatch.undo()``."""
     from dlrecipe import train as trainmod
     original = trainmod._Watcher.on_epoch_end
 
@@ -72,14 +72,12 @@ def interrupt_member(monkeypatch, member: str, after_epoch: int):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop)
-    return original
 
 
 def test_an_interrupted_ensemble_resumes_its_unfinished_member_and_skips_the_finished_one(cli, write_recipe,
                                                                                            tmp_path, monkeypatch):
     from dlrecipe import ensemble
-    from dlrecipe import train as trainmod
-    original = interrupt_member(monkeypatch, "2", after_epoch=1)
+    interrupt_member(monkeypatch, "2", after_epoch=1)
     out = tmp_path / "runs"
     result = cli("train", write_recipe(train={"epochs": 2, "ensemble": 2}), "--out", out)
     assert result.exit_code == 130
@@ -91,7 +89,7 @@ def test_an_interrupted_ensemble_resumes_its_unfinished_member_and_skips_the_fin
     assert [r["epoch"] for r in history(run / "members/1")] == [1, 2]
     assert [r["epoch"] for r in history(run / "members/2")] == [1]
 
-    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", original)
+    monkeypatch.undo()
     fitted = []
     fit_unit = ensemble.fit_unit
 
@@ -147,13 +145,12 @@ def test_resume_counts_an_early_stopped_member_done_when_it_was_not_yet_marked_f
 
 def test_an_ensemble_resumed_to_more_epochs_drops_its_old_average_until_every_member_is_done(cli, write_recipe,
                                                                                             tmp_path, monkeypatch):
-    from dlrecipe import train as trainmod
     out = tmp_path / "runs"
     assert cli("train", write_recipe(train={"epochs": 1, "ensemble": 2}), "--out", out).exit_code == 0
     run = only_run(out)
     assert (run / "model.keras").is_file()
     assert json.loads((run / "environment.json").read_text())["xla"] is False  # TensorFlow on CPUs: auto is off
-    original = interrupt_member(monkeypatch, "1", after_epoch=2)
+    interrupt_member(monkeypatch, "1", after_epoch=2)
     result = cli("train", "--resume", run, "--set", "train.epochs=2")
     assert result.exit_code == 130
     assert [r["epoch"] for r in history(run / "members/1")] == [1, 2]
@@ -162,7 +159,7 @@ def test_an_ensemble_resumed_to_more_epochs_drops_its_old_average_until_every_me
     assert not (run / "model.keras").exists()
     evaluated = cli("evaluate", run)
     assert evaluated.exit_code == 2 and "--resume" in evaluated.stderr
-    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", original)
+    monkeypatch.undo()
     result = cli("train", "--resume", run)
     assert result.exit_code == 0, result.stderr
     assert [r["epoch"] for r in history(run / "members/2")] == [1, 2]
