@@ -109,7 +109,8 @@ def finalize(recipe: Recipe, task: str, n_classes: int | None = None) -> Recipe:
     Segmentation's default metrics are pixel accuracy and, when ``n_classes`` is known,
     ``{type: MeanIoU, num_classes: n, sparse_y_pred: false, name: mean_iou}``.
     With a batch-level augmentation (MixUp, CutMix) a sparse loss or metric becomes its categorical
-    counterpart, since the labels are then fed one-hot (``pipeline.switch_loss``).
+    counterpart, since the labels are then fed one-hot (``pipeline.switch_loss``); so do sparse metrics
+    when the loss is a categorical one (``pipeline.dense_loss``), which also gets one-hot labels.
     """
     train = recipe.train
     update = {}
@@ -122,9 +123,9 @@ def finalize(recipe: Recipe, task: str, n_classes: int | None = None) -> Recipe:
             update["metrics"] = DEFAULT_METRICS.get(task, [])
     if update:
         train = train.model_copy(update=update)
-    from .pipeline import has_batch_level, switch_loss
-    if task == "classification" and has_batch_level(recipe.data.augment):
-        train = switch_loss(train, task)  # MixUp/CutMix feed one-hot (mixed) labels: see dlrecipe.pipeline
+    from .pipeline import dense_loss, has_batch_level, switch_loss
+    if task == "classification" and (has_batch_level(recipe.data.augment) or dense_loss(train.loss)):
+        train = switch_loss(train, task)  # one-hot (or MixUp/CutMix's mixed) labels: see dlrecipe.pipeline
     if train is recipe.train:
         return recipe
     return recipe.model_copy(update={"train": train})

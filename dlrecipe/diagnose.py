@@ -417,8 +417,8 @@ def inspect_init(loaded: LoadedRecipe, batch: int = 256) -> InitReport:
     warnings = symmetry_warnings(model, paths, loaded)
     x, y = pipeline.first_train(dataset, batch)
     x = np.asarray(x, dtype=np.float32)
-    if pipeline.one_hot_labels(recipe, info.n_classes):  # MixUp/CutMix switched the loss to its one-hot form
-        y = np.eye(info.n_classes, dtype=np.float32)[y]
+    if pipeline.one_hot_labels(recipe, info.n_classes):  # one-hot labels (a categorical loss, or MixUp/CutMix)
+        y = pipeline.encode_labels(y, info.n_classes)
     out_shape = tuple(model.output.shape)
     if y.ndim == len(out_shape) - 1 and out_shape[-1] == 1:  # as compile() does: (N,) targets for (N, 1) outputs
         y = y[..., None]

@@ -20,7 +20,9 @@ Batch-level augmentations (``keras.layers.MixUp``, ``keras.layers.CutMix``)
 mix images *and labels* across a batch, so they cannot be model layers (a
 model layer never sees the labels). They run in the pipeline's batch map on
 training batches only, with one-hot labels; :func:`switch_loss` gives the
-recipe the categorical counterpart of its loss. The other augmentation layers
+recipe the categorical counterpart of its loss. A categorical loss named in the
+recipe (``CategoricalCrossentropy`` with ``label_smoothing``) gets one-hot labels
+too, in every split, and sparse metrics become their categorical forms. The other augmentation layers
 stay in the model (``model.augmentation_layers``), active in training only.
 A batch-level layer without ``seed:`` gets the recipe's seed, so runs repeat.
 For ``task: segmentation`` every ``data.augment`` layer runs in the training
@@ -48,6 +50,8 @@ _SPARSE_TO_DENSE = {
     "sparse_top_k_categorical_accuracy": "top_k_categorical_accuracy",
     "SparseTopKCategoricalAccuracy": "TopKCategoricalAccuracy",
 }
+DENSE_LOSSES = ("categorical_crossentropy", "CategoricalCrossentropy", "categorical_focal_crossentropy",
+                "CategoricalFocalCrossentropy", "categorical_hinge", "CategoricalHinge")
 
 
 # --------------------------------------------------------------------------- streamed data
@@ -170,9 +174,16 @@ def switch_loss(train, task: str):
     return train.model_copy(update=update)
 
 
+def dense_loss(loss) -> bool:
+    """Whether ``train.loss`` names a categorical loss that takes one-hot targets (e.g. for ``label_smoothing``)."""
+    name = loss.get("type") if isinstance(loss, dict) else loss
+    return name in DENSE_LOSSES
+
+
 def one_hot_labels(recipe, n_classes: int | None) -> bool:
-    """Whether targets are fed one-hot: a classification recipe with a batch-level augmentation."""
-    return bool(n_classes) and has_batch_level(recipe.data.augment)
+    """Whether targets are fed one-hot: a classification recipe with a batch-level augmentation, or whose
+    loss is a categorical (not sparse) one such as ``{type: CategoricalCrossentropy, label_smoothing: 0.1}``."""
+    return bool(n_classes) and (has_batch_level(recipe.data.augment) or dense_loss(recipe.train.loss))
 
 
 # --------------------------------------------------------------------------- building the pipelines
@@ -212,14 +223,14 @@ def fit_inputs(ds, recipe, n_classes: int | None) -> dict[str, Any]:
         (``y``/``batch_size`` only for NumPy input).
     """
     batch = recipe.train.batch_size
+    depth = n_classes if one_hot_labels(recipe, n_classes) else None
     if not uses_tf_data(ds, recipe):
-        validation = (ds.x_val, ds.y_val) if ds.x_val is not None else None
-        return {"x": ds.x_train, "y": ds.y_train, "batch_size": batch, "shuffle": True,
+        validation = (ds.x_val, encode_labels(ds.y_val, depth)) if ds.x_val is not None else None
+        return {"x": ds.x_train, "y": encode_labels(ds.y_train, depth), "batch_size": batch, "shuffle": True,
                 "validation_data": validation}
     segment = segments_in_pipeline(ds, recipe)
     mixers = batch_level_layers(recipe.data.augment, recipe.seed) if n_classes and not segment else []
     augmenter = segmentation_augmenter(ds, recipe) if segment else None
-    depth = n_classes if one_hot_labels(recipe, n_classes) else None
     if is_streamed(ds):
         train = streamed_batches(ds.train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers,
                                  augmenter=augmenter)
@@ -314,17 +325,19 @@ def test_inputs(ds, recipe, n_classes: int | None) -> tuple[Any, np.ndarray]:
     """``(x_test, y_test)`` for ``evaluate``: arrays, or a batched ordered dataset of (x, y) and the labels."""
     depth = n_classes if one_hot_labels(recipe, n_classes) else None
     if not is_streamed(ds):
-        y = ds.y_test
-        if depth:
-            y = np.eye(depth, dtype=np.float32)[np.asarray(y).reshape(-1)]
-        return ds.x_test, y
+        return ds.x_test, encode_labels(ds.y_test, depth)
     batches = streamed_batches(ds.test, recipe.train.batch_size, one_hot=depth)
     labels = ds.test.labels
     if labels is None:
         labels = np.concatenate([y for _, y in batches.as_numpy_iterator()]) if ds.test.n else np.zeros(0)
-    elif depth:
-        labels = np.eye(depth, dtype=np.float32)[labels]
+    else:
+        labels = encode_labels(labels, depth)
     return batches, labels
+
+
+def encode_labels(y, depth: int | None):
+    """Class indices as one-hot float32 rows of ``depth`` columns; unchanged when ``depth`` is None."""
+    return np.eye(depth, dtype=np.float32)[np.asarray(y).reshape(-1)] if depth else y
 
 
 def first_train(ds, count: int) -> tuple[np.ndarray, np.ndarray]:

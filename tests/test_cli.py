@@ -576,8 +576,9 @@ def test_the_same_recipe_with_blocks_and_a_schedule_trains_under_the_jax_backend
     out = tmp_path / "runs"
     layers = [{"type": "conv_bn_act", "filters": 4}, {"type": "residual", "filters": 8, "strides": 2},
               {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
-    recipe = write_recipe(model={"layers": layers}, train={
-        "epochs": 2, "learning_rate": {"schedule": "one_cycle", "initial": 0.005, "max": 0.05}})
+    recipe = write_recipe(model={"layers": layers}, train={  # the loss takes one-hot labels: JAX gets NumPy ones
+        "epochs": 2, "learning_rate": {"schedule": "one_cycle", "initial": 0.005, "max": 0.05},
+        "loss": {"type": "CategoricalCrossentropy", "label_smoothing": 0.1}})
     proc = subprocess.run([DLRECIPE, "train", str(recipe), "--out", str(out), "--evaluate"], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
     assert proc.returncode == 0, proc.stderr
@@ -594,6 +595,7 @@ def test_the_same_recipe_with_blocks_and_a_schedule_trains_under_the_jax_backend
     assert '"ConvBNAct"' in config and '"Residual"' in config  # the blocks themselves were trained and saved
     metrics = json.loads((run / "metrics.json").read_text())
     assert np.array(metrics["confusion_matrix"]["matrix"]).sum() == 30
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["train"]["loss"]["label_smoothing"] == 0.1
 
 
 # --- every recipe shipped in recipes/ ------------------------------------------------------------------

@@ -243,6 +243,33 @@ def test_batch_level_augmentation_runs_in_the_pipeline_with_one_hot_labels(cli, 
     assert json.loads((run / "metrics.json").read_text())["n_test"] == 30
 
 
+def test_a_categorical_loss_with_label_smoothing_gets_one_hot_labels_in_training_and_evaluation(
+        cli, write_recipe, tiny_npz, tmp_path):
+    out = tmp_path / "runs"
+    loss = {"type": "CategoricalCrossentropy", "label_smoothing": 0.2}
+    recipe = write_recipe(train={"epochs": 1, "loss": loss, "metrics": ["sparse_categorical_accuracy"]})
+    result = cli("train", recipe, "--out", out, "--evaluate")
+    assert result.exit_code == 0, result.stderr  # integer labels, one-hot fed: no rank mismatch
+    run = only_run(out)
+    resolved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert resolved["train"]["loss"] == loss and resolved["train"]["metrics"] == ["categorical_accuracy"]
+    from dlrecipe import runs
+    model = runs.load_model(run / "model.keras")
+    data = np.load(tiny_npz)
+    probs = model.predict(data["x_test"], verbose=0)
+    one_hot = np.eye(3, dtype=np.float32)[data["y_test"]]
+    smoothed = float(keras_loss(0.2)(one_hot, probs))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["loss"] == pytest.approx(smoothed, rel=1e-4)  # the test split was scored one-hot, smoothed
+    assert abs(metrics["loss"] - float(keras_loss(0.0)(one_hot, probs))) > 1e-3
+    assert metrics["categorical_accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == data["y_test"])))
+
+
+def keras_loss(label_smoothing: float):
+    import keras
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+
 @pytest.mark.parametrize("layer", [{"type": "MixUp", "alpha": 0.4}, {"type": "CutMix"}])
 def test_mixing_batches_are_seeded_and_mix_labels(layer):
     from dlrecipe import pipeline
