@@ -265,6 +265,15 @@ def test_a_categorical_loss_with_label_smoothing_gets_one_hot_labels_in_training
     assert metrics["categorical_accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == data["y_test"])))
 
 
+def test_a_misspelt_argument_of_the_categorical_loss_stops_train_with_its_recipe_path(cli, write_recipe, tmp_path):
+    out = tmp_path / "runs"
+    recipe = write_recipe(train={"epochs": 1, "loss": {"type": "CategoricalCrossentropy", "label_smothing": 0.1}})
+    result = cli("train", recipe, "--out", out)
+    assert result.exit_code == 2, result.stderr
+    assert "train.loss.label_smothing" in result.stderr and "Did you mean 'label_smoothing'?" in result.stderr
+    assert "tiny.yaml" in result.stderr and not out.exists()  # the file named, nothing written
+
+
 def keras_loss(label_smoothing: float):
     import keras
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
