@@ -123,8 +123,8 @@ def finalize(recipe: Recipe, task: str, n_classes: int | None = None) -> Recipe:
             update["metrics"] = DEFAULT_METRICS.get(task, [])
     if update:
         train = train.model_copy(update=update)
-    from .pipeline import dense_loss, has_batch_level, switch_loss
-    if task == "classification" and (has_batch_level(recipe.data.augment) or dense_loss(train.loss)):
+    from .pipeline import switch_loss, wants_one_hot
+    if task == "classification" and wants_one_hot(recipe):
         train = switch_loss(train, task)  # one-hot (or MixUp/CutMix's mixed) labels: see dlrecipe.pipeline
     if train is recipe.train:
         return recipe

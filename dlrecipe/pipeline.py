@@ -180,10 +180,15 @@ def dense_loss(loss) -> bool:
     return name in DENSE_LOSSES
 
 
+def wants_one_hot(recipe) -> bool:
+    """Whether a classification recipe's labels go one-hot: a batch-level augmentation, or a categorical
+    (not sparse) loss such as ``{type: CategoricalCrossentropy, label_smoothing: 0.1}``."""
+    return has_batch_level(recipe.data.augment) or dense_loss(recipe.train.loss)
+
+
 def one_hot_labels(recipe, n_classes: int | None) -> bool:
-    """Whether targets are fed one-hot: a classification recipe with a batch-level augmentation, or whose
-    loss is a categorical (not sparse) one such as ``{type: CategoricalCrossentropy, label_smoothing: 0.1}``."""
-    return bool(n_classes) and (has_batch_level(recipe.data.augment) or dense_loss(recipe.train.loss))
+    """Whether targets are fed one-hot: a classification recipe (``n_classes`` known) that :func:`wants_one_hot`."""
+    return bool(n_classes) and wants_one_hot(recipe)
 
 
 # --------------------------------------------------------------------------- building the pipelines
