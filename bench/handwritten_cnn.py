@@ -93,8 +93,8 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from dlrecipe.data import load
-    from dlrecipe.schema import DataConfig
+    from dlrecipe.data.loading import load
+    from dlrecipe.recipe.schema import DataConfig
 
     keras.utils.set_random_seed(args.seed)
     cfg = DataConfig(source=v["source"], path=args.data_path or v["path"], validation_split=args.validation_split,

@@ -40,9 +40,9 @@ def main() -> int:
     import keras
     import numpy as np
 
-    from dlrecipe import augment
-    from dlrecipe.recipe import load_recipe
-    from dlrecipe.validate import build_for_validation
+    from dlrecipe.api import build_for_validation
+    from dlrecipe.build import augment
+    from dlrecipe.recipe.loader import load_recipe
 
     sample = ROOT / "data" / "fashion_mnist_sample.npz"  # only its header is read: the model's input shape
     loaded = load_recipe(args.recipe, ["data.source=npz", f"data.path={sample}", "runtime.jit_compile=true"])

@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from common import find_dlrecipe, scratch
 
 GOAL_RATIO = 1.05

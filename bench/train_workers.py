@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from common import find_dlrecipe, scratch
 
 GOAL = 0.01

@@ -22,8 +22,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from dlrecipe import data
-from dlrecipe.schema import DataConfig
+from dlrecipe.data import loading as data
+from dlrecipe.recipe.schema import DataConfig
 
 N_TRAIN, N_TEST = 4000, 1000
 OUT = HERE / "fashion_mnist_sample.npz"

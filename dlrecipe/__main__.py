@@ -1,5 +1,5 @@
 """``python -m dlrecipe``: the same as the ``dlrecipe`` command (the launcher of --workers starts workers so)."""
 
-from .cli import main
+from dlrecipe.cli import main
 
 main()

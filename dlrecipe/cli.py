@@ -16,7 +16,8 @@ from typing import Callable, Optional
 
 import typer
 
-from .errors import Problem, Problems, RecipeError
+from dlrecipe.backend import _quiet_backend, import_keras_quietly
+from dlrecipe.errors import Problem, Problems, RecipeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="One YAML recipe in: a trained, tuned, evaluated and exported Keras model out.")
@@ -37,37 +38,6 @@ def report(problems: list[Problem], lines: dict[str, str] | None = None) -> None
     found.extend(RecipeError(problems))
     for p in found.items:
         _err(f"error: {p}")
-
-
-def _quiet_backend() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ info and CUDA-probe noise
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-
-def import_keras_quietly() -> None:
-    """Import Keras (and its backend) with the C++ start-up chatter of TensorFlow hidden.
-
-    TensorFlow's absl logging prints 'All log messages before absl::InitializeLog()...' and CUDA probes
-    straight to file descriptor 2 during import, whatever TF_CPP_MIN_LOG_LEVEL says. A Python error
-    during the import is still raised, after stderr is restored.
-    """
-    if "keras" in sys.modules or os.environ.get("DLRECIPE_VERBOSE_IMPORT"):
-        import keras  # noqa: F401
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            try:
-                import keras  # noqa: F401
-                if keras.backend.backend() == "tensorflow":
-                    import tensorflow as tf
-                    tf.config.list_physical_devices()  # the CUDA probe logs here, once
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
 
 
 def handles_errors(fn: Callable) -> Callable:
@@ -110,7 +80,7 @@ def validate(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The reci
 
     Structural errors print at once (before TensorFlow is imported), then the errors that need Keras.
     """
-    from .recipe import inspect_recipe
+    from dlrecipe.recipe.loader import inspect_recipe
     found = inspect_recipe(recipe, sets)
     if found.problems:
         report(found.problems, found.lines)
@@ -118,15 +88,16 @@ def validate(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The reci
         _err(f"{len(found.problems)} problem(s).")
         raise typer.Exit(2)
     import_keras_quietly()
-    from .check import keras_problems
+    from dlrecipe.build.checks import keras_problems
     problems = keras_problems(found.fixed, found.problems)
     report(problems, found.lines)
     total = len(found.problems) + len(problems)
     if total or found.loaded is None:
         _err(f"{total} problem(s).")
         raise typer.Exit(2)
-    from .validate import build_for_validation
     import keras
+
+    from dlrecipe.api import build_for_validation
     keras.backend.clear_session()  # the checks above built layers: restart Keras's name counters
     try:
         with recipe_lines(found.lines):
@@ -146,7 +117,7 @@ def validate(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The reci
 @handles_errors
 def show(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file."), sets: list[str] = SETS) -> None:
     """Print the resolved RECIPE: extends merged, overrides applied, defaults filled in, search spaces at their defaults."""
-    from .recipe import dump_recipe, load_recipe
+    from dlrecipe.recipe.loader import dump_recipe, load_recipe
     loaded = load_recipe(recipe, sets)
     typer.echo(dump_recipe(loaded.resolved()), nl=False)
     if loaded.spaces:
@@ -164,7 +135,7 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
                                                 "(data parallel, KERAS_BACKEND=jax); batch_size stays the global "
                                                 "batch.")) -> None:
     """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run with --resume RUN)."""
-    from .recipe import load_recipe
+    from dlrecipe.recipe.loader import load_recipe
     if (recipe is None) == (resume is None):
         raise RecipeError.one("RECIPE", "Give a recipe to train, or --resume RUN to continue a run (not both).")
     loaded = load_recipe(recipe, sets) if resume is None else _train_module().load_for_resume(resume, sets)
@@ -182,7 +153,7 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
         _err(str(e))
         raise typer.Exit(e.exit_code) from None
     if hasattr(result, "kind"):  # an ensemble or a cross-validation
-        from .ensemble import print_group
+        from dlrecipe.train.ensemble import print_group
         print_group(result, _console())
     else:
         last = result.history[-1] if result.history else {}
@@ -198,7 +169,7 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
 def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, resume: Optional[Path], n: int,
                    evaluate_after: bool) -> None:
     """``train --workers N``: launch N local workers, or be one of them (DLRECIPE_PROCESS_ID set)."""
-    from . import workers as wk
+    from dlrecipe.train import workers as wk
     process = wk.from_env(n)
     if process is not None:  # one worker: join the cluster before JAX starts, then train this shard
         wk.join(process, loaded.recipe.train.batch_size)
@@ -220,7 +191,7 @@ def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, r
     trainmod = _train_module()
     if resume is None:
         trainmod.check_writable(out)
-    from . import runs
+    from dlrecipe import runs
     run_dir = resume or runs.new_run_dir(out, loaded.recipe.name)
     args = ["train", *([str(recipe)] if recipe is not None else []), *[a for s in sets for a in ("--set", s)],
             "--out", str(out), *(["--resume", str(resume)] if resume is not None else []), "--workers", str(n)]
@@ -239,7 +210,7 @@ def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, r
 
 def _train_module():
     import_keras_quietly()
-    from . import train as trainmod
+    from dlrecipe.train import fit as trainmod
     return trainmod
 
 
@@ -252,12 +223,12 @@ def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run folder, 
 
 def _evaluate(run: Path, model=None, dataset=None) -> None:
     import_keras_quietly()
-    from .workflow import evaluate_run
-    from .evaluate import print_summary
+    from dlrecipe.api import evaluate_run
+    from dlrecipe.evaluate.metrics import print_summary
     run_dir, metrics, written = evaluate_run(run, model=model, dataset=dataset)
     print_summary(metrics, _console())
     if metrics.get("members"):
-        from .ensemble import print_members
+        from dlrecipe.train.ensemble import print_members
         print_members(metrics, _console())
     typer.echo(f"Wrote {', '.join(str(p.relative_to(run_dir)) for p in written)} in {run_dir}")
     if "accuracy" in metrics:
@@ -271,7 +242,7 @@ def export(run: Path = typer.Argument(..., metavar="RUN", help="A run folder, or
                                              "recipe's export.formats.")) -> None:
     """Export RUN for serving (SavedModel by default), reload it and check it against the trained model."""
     import_keras_quietly()
-    from .workflow import export_run
+    from dlrecipe.api import export_run
     run_dir, paths, diffs = export_run(run, formats)
     for fmt, path in paths.items():
         typer.echo(f"{fmt}: {path} (verified, max abs difference {diffs.get(fmt, 0.0):.2e})")
@@ -295,12 +266,13 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
     Prints a line per trial and a table; writes trials.csv, objective.png and best.yaml. Running the same
     command again resumes the search; finished trials are not run again.
     """
-    from .recipe import load_recipe
-    from .tune_launch import SearchFailed, parse_duration
+    from dlrecipe.recipe.loader import load_recipe
+    from dlrecipe.tune.launch import SearchFailed, parse_duration
     seconds = parse_duration(max_time) if max_time is not None else None
     loaded = load_recipe(recipe, sets)
     trainmod = _train_module()
-    from .tune import retrain_best as run_retrain, tune as run_tune
+    from dlrecipe.tune.tuner import retrain_best as run_retrain
+    from dlrecipe.tune.tuner import tune as run_tune
     try:
         with recipe_lines(loaded.lines):
             result = run_tune(loaded, out, max_trials=max_trials, overwrite=overwrite, max_time=seconds,
@@ -330,10 +302,16 @@ def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAM
                                     "(with runtime.scale_learning_rate: linear, N times the recipe's).")
        ) -> None:
     """Print RECIPE's learning rate per epoch and plot it per step, without training or loading the data."""
-    from .recipe import load_recipe
+    from dlrecipe.recipe.loader import load_recipe
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from .diagnose import check_out_file, learning_rates, plot_learning_rates, print_learning_rates, write_out
+    from dlrecipe.inspect.diagnose import (
+        check_out_file,
+        learning_rates,
+        plot_learning_rates,
+        print_learning_rates,
+        write_out,
+    )
     check_out_file(out, ".png")
     with recipe_lines(loaded.lines):
         rates = learning_rates(loaded, replicas)
@@ -355,11 +333,12 @@ def augment_preview(recipe: Path = typer.Argument(..., metavar="RECIPE", help="T
 
     The augmentation layers run in training mode with the recipe's seeds, as in training; nothing is trained.
     """
-    from .recipe import load_recipe
+    from dlrecipe.recipe.loader import load_recipe
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from .diagnose import check_out_file, write_out
-    from .preview import augment_preview as run_preview, default_out
+    from dlrecipe.inspect.diagnose import check_out_file, write_out
+    from dlrecipe.inspect.preview import augment_preview as run_preview
+    from dlrecipe.inspect.preview import default_out
     out = out or default_out(loaded)
     check_out_file(out, ".png")
     with recipe_lines(loaded.lines):
@@ -377,11 +356,12 @@ def inspect_init(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The 
 
     Per layer: output mean and std, saturated tanh/sigmoid outputs, dead ReLU units, kernel gradient norm.
     """
-    from .recipe import load_recipe
+    from dlrecipe.recipe.loader import load_recipe
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from .diagnose import check_out_file, inspect_init as run_inspect, print_init, write_out
-    from .yamlio import write_json
+    from dlrecipe.inspect.diagnose import check_out_file, print_init, write_out
+    from dlrecipe.inspect.diagnose import inspect_init as run_inspect
+    from dlrecipe.io import write_json
     if out is not None:
         check_out_file(out, ".json")
     with recipe_lines(loaded.lines):

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RecipeError
+from dlrecipe.errors import RecipeError
 
 RECIPE = "recipe.yaml"
 ENVIRONMENT = "environment.json"
@@ -92,7 +92,11 @@ def read_json(path: Path) -> Any:
 
 def register_layers() -> None:
     """Register dlrecipe's serializable layers and schedules with Keras, so saved models load in safe mode."""
-    from . import augment, blocks, preprocess, schedules  # noqa: F401  (blocks and schedules register on import)
+    from dlrecipe.build import augment
+    from dlrecipe.data import preprocess
+    from dlrecipe.layers import (
+        schedules,  # noqa: F401  (blocks and schedules register on import)
+    )
     preprocess.register_keras_objects()
     augment.register_keras_objects()
 
@@ -111,5 +115,5 @@ def load_model(path: Path):
     except Exception as e:  # Keras raises ValueError/TypeError/OSError for damaged files
         raise RecipeError.one(str(path), f"Cannot load this model ({type(e).__name__}: {e}). The file is damaged "
                               "or was written by another program; train the run again.") from e
-    from .augment import mark_jit_support
+    from dlrecipe.build.augment import mark_jit_support
     return mark_jit_support(model)

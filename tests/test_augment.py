@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
 
 DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
@@ -56,7 +55,9 @@ ALIASES = {
 
 @pytest.mark.parametrize("alias", list(ALIASES))
 def test_each_dlrecipe_alias_validates_and_trains(alias, cli, tmp_path):
-    from dlrecipe import augment, data as datamod, recipe as recipemod
+    from dlrecipe.build import augment
+    from dlrecipe.data import loading as datamod
+    from dlrecipe.recipe import loader as recipemod
 
     args, keras_class = ALIASES[alias]
     recipe = write(tmp_path, recipe_dict(rgb_npz(tmp_path), data={"augment": [{"type": alias, **args}]},
@@ -152,7 +153,7 @@ def test_two_trainings_with_one_seed_see_the_same_augmented_batches(cli, write_r
 def test_augment_preview_writes_a_seeded_grid(cli, write_recipe, tmp_path):
     import matplotlib.image
 
-    from dlrecipe import preview
+    from dlrecipe.inspect import preview
 
     augment = [{"type": "RandomTranslation", "height_factor": 0.2, "width_factor": 0.2},
                {"type": "random_erasing", "probability": 0.5}]
@@ -171,7 +172,8 @@ def test_augment_preview_writes_a_seeded_grid(cli, write_recipe, tmp_path):
     # the first row holds the originals, the rows below differ from them
     pixels = (grid[..., 0] * 255).round()
     x = np.load(tmp_path / "tiny.npz")["x_train"]
-    from dlrecipe import data as datamod, recipe as recipemod
+    from dlrecipe.data import loading as datamod
+    from dlrecipe.recipe import loader as recipemod
     first = datamod.load(recipemod.load_recipe(recipe).recipe.data, 1).x_train[0, :, :, 0]
     np.testing.assert_array_equal(pixels[:8 * scale:scale, :8 * scale:scale], first)
     assert not np.array_equal(pixels[8 * scale + 2::scale][:8, :8 * scale:scale], first)
@@ -195,7 +197,10 @@ def test_augment_preview_errors(cli, write_recipe, tmp_path):
 
 
 def test_zca_whitens_the_training_split_with_statistics_of_that_split_only(cli, tmp_path):
-    from dlrecipe import data as datamod, export, preprocess, recipe as recipemod
+    from dlrecipe.data import loading as datamod
+    from dlrecipe.data import preprocess
+    from dlrecipe.export import exporter as export
+    from dlrecipe.recipe import loader as recipemod
 
     rng = np.random.default_rng(7)
     q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
@@ -225,7 +230,7 @@ def test_zca_whitens_the_training_split_with_statistics_of_that_split_only(cli, 
 def test_pca_model_serves_raw_inputs_like_the_trained_model(cli, write_recipe, tmp_path):
     import tensorflow as tf
 
-    from dlrecipe import preprocess
+    from dlrecipe.data import preprocess
 
     layers = [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
     recipe = write_recipe(data={"normalize": "standardize", "pca": 10}, model={"layers": layers},
@@ -252,7 +257,7 @@ def test_pca_model_serves_raw_inputs_like_the_trained_model(cli, write_recipe, t
 
 def _numpy_forward(stats, model, x):
     """The reference transform (NumPy) followed by the model's two Dense layers."""
-    from dlrecipe import preprocess
+    from dlrecipe.data import preprocess
 
     h = preprocess.apply_numpy(stats, x)
     dense = [lyr for lyr in model.layers if lyr.name.startswith("dense")]
@@ -288,7 +293,7 @@ JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax"}
 JIT_PROBE = """
 import json, sys
 import jax, numpy as np
-from dlrecipe import augment
+from dlrecipe.build import augment
 x = np.random.default_rng(0).uniform(0, 255, size=(4, 16, 16, 3)).astype("float32")
 args = {"RandomTranslation": {"height_factor": 0.3, "width_factor": 0.3}, "RandomRotation": {"factor": 0.3},
         "RandomZoom": {"height_factor": 0.3}, "RandomShear": {"x_factor": 0.3, "y_factor": 0.3},
@@ -315,7 +320,7 @@ print(json.dumps(out))
 
 def test_on_jax_the_geometric_layers_are_jitted_and_give_the_same_images_as_eagerly():
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
-    from dlrecipe import augment
+    from dlrecipe.build import augment
     proc = subprocess.run([sys.executable, "-c", JIT_PROBE], capture_output=True, text=True, timeout=300, env=JAX_ENV)
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.strip().splitlines()[-1])

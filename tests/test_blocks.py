@@ -13,9 +13,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from dlrecipe import resolve  # noqa: E402
-from dlrecipe.blocks import BLOCKS, Residual  # noqa: E402
+from dlrecipe.build import resolve  # noqa: E402
 from dlrecipe.errors import RecipeError  # noqa: E402
+from dlrecipe.layers.blocks import BLOCKS, Residual  # noqa: E402
 
 PATH = "model.layers[2]"
 
@@ -336,7 +336,7 @@ def test_wrong_input_rank_is_a_clear_value_error(kind, args, shape, text):
 
 
 def test_grouped_convolution_split_per_group_equals_the_native_one():
-    from dlrecipe.blocks import GroupedConv2D
+    from dlrecipe.layers.blocks import GroupedConv2D
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 6, 6, 8)).astype("float32")
     native = keras.layers.Conv2D(4, 3, strides=2, padding="same", groups=4)

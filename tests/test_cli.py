@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import ROOT, only_run, recipe_dict
 
 DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
@@ -213,7 +212,7 @@ def test_the_resolved_recipe_reproduces_the_run(cli, write_recipe, tmp_path):
 
 
 def test_interrupted_training_keeps_finished_epochs_and_resumes(cli, write_recipe, tmp_path, monkeypatch):
-    from dlrecipe import train as trainmod
+    from dlrecipe.train import fit as trainmod
     original = trainmod._Watcher.on_epoch_end
 
     def stop_after_second(self, epoch, logs=None):
@@ -327,7 +326,7 @@ def test_a_model_saved_before_resuming_to_more_epochs_is_not_kept_as_the_longer_
                                                                                             tmp_path, monkeypatch):
     import keras
 
-    from dlrecipe import train as trainmod
+    from dlrecipe.train import fit as trainmod
     out = tmp_path / "runs"
     assert cli("train", write_recipe(train={"epochs": 1}), "--out", out).exit_code == 0
     run = only_run(out)
@@ -560,7 +559,7 @@ def test_help_and_structural_validation_do_not_import_tensorflow(tmp_path):
     probe = (
         "import sys\n"
         "from dlrecipe.cli import app\n"
-        "from dlrecipe.recipe import inspect_recipe\n"
+        "from dlrecipe.recipe.loader import inspect_recipe\n"
         f"found = inspect_recipe({str(bad)!r})\n"
         "assert found.problems\n"
         "try:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dlrecipe import data
-from dlrecipe.schema import DataConfig
-
 from conftest import only_run, write_yaml
+
+from dlrecipe.data import loading as data
+from dlrecipe.recipe.schema import DataConfig
 
 HEADER = ["size", "colour", "weight", "kind"]
 COLOURS = ["red", "green", "blue"]

@@ -16,9 +16,10 @@ import sys
 import numpy as np
 import pytest
 
-from dlrecipe import data, preprocess
+from dlrecipe.data import loading as data
+from dlrecipe.data import preprocess
 from dlrecipe.errors import RecipeError
-from dlrecipe.schema import DataConfig
+from dlrecipe.recipe.schema import DataConfig
 
 # --------------------------------------------------------------------------- helpers
 
@@ -84,7 +85,7 @@ def no_system_fashion(tmp_path, monkeypatch):
 
 
 def test_data_and_preprocess_import_no_tensorflow_or_keras():
-    code = ("import sys, dlrecipe.data, dlrecipe.preprocess; "
+    code = ("import sys, dlrecipe.data.loading, dlrecipe.data.preprocess; "
             "bad = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parent.parent)
@@ -689,7 +690,7 @@ def test_gcn_model_loads_in_a_fresh_process_after_registration(tmp_path):
     model.save(path)
     np.save(tmp_path / "want.npy", np.asarray(model(x)))
     np.save(tmp_path / "x.npy", x)
-    code = ("import sys, numpy as np, keras; from dlrecipe import preprocess; "
+    code = ("import sys, numpy as np, keras; from dlrecipe.data import preprocess; "
             "preprocess.register_keras_objects(); "
             f"m = keras.saving.load_model({str(path)!r}, safe_mode=True); "
             f"got = np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))); "

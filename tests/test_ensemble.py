@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_cli import history, only_run
 
 
@@ -63,7 +62,7 @@ def test_ensemble_members_have_their_seeds_and_evaluate_and_export_serve_the_ave
 def interrupt_member(monkeypatch, member: str, after_epoch: int) -> None:
     """Ctrl-C in ``members/<member>`` once its epoch ``after_epoch`` (1-based) is committed, until
     ``monkeypatch.undo()``."""
-    from dlrecipe import train as trainmod
+    from dlrecipe.train import fit as trainmod
     original = trainmod._Watcher.on_epoch_end
 
     def stop(self, epoch, logs=None):
@@ -76,7 +75,7 @@ def interrupt_member(monkeypatch, member: str, after_epoch: int) -> None:
 
 def test_an_interrupted_ensemble_resumes_its_unfinished_member_and_skips_the_finished_one(cli, write_recipe,
                                                                                            tmp_path, monkeypatch):
-    from dlrecipe import ensemble
+    from dlrecipe.train import ensemble
     interrupt_member(monkeypatch, "2", after_epoch=1)
     out = tmp_path / "runs"
     result = cli("train", write_recipe(train={"epochs": 2, "ensemble": 2}), "--out", out)

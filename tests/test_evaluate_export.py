@@ -15,9 +15,9 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from dlrecipe import evaluate as ev  # noqa: E402
-from dlrecipe import export as ex  # noqa: E402
 from dlrecipe.errors import RecipeError  # noqa: E402
+from dlrecipe.evaluate import metrics as ev  # noqa: E402
+from dlrecipe.export import exporter as ex  # noqa: E402
 
 SHAPE = (8, 8, 1)
 NAMES = ["cat", "dog", "bird"]

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
+from PIL import Image
 
 
 def write_image_dir(root: Path, x: np.ndarray, y: np.ndarray, names) -> Path:
@@ -85,7 +84,7 @@ def test_image_dir_trains_evaluates_and_exports_with_statistics_fitted_by_stream
     assert meta["input_shape"] == [8, 8, 1] and meta["input_dtype"] == "uint8"
     assert meta["class_names"] == ["left", "middle", "right"]
     # The statistics streamed batch by batch over the files equal those of the same images in memory.
-    from dlrecipe import preprocess
+    from dlrecipe.data import preprocess
     x_train, _ = read_image_dir(train_dir)
     in_memory = preprocess.fit("standardize", x_train)
     np.testing.assert_allclose(meta["normalization"]["mean"], in_memory["mean"], rtol=1e-12)
@@ -95,6 +94,7 @@ def test_image_dir_trains_evaluates_and_exports_with_statistics_fitted_by_stream
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     import keras
+
     from dlrecipe import runs
     model = runs.load_model(run / "model.keras")
     x_test, y_test = read_image_dir(test_dir)
@@ -116,8 +116,8 @@ def test_image_dir_reads_pixels_from_disk_every_epoch_and_decodes_none_when_load
     """Streaming, shown without timing: load decodes no pixel, and a second epoch sees files changed on disk."""
     import shutil
 
-    from dlrecipe import pipeline
-    from dlrecipe.schema import DataConfig
+    from dlrecipe.data import pipeline
+    from dlrecipe.recipe.schema import DataConfig
     folder = tmp_path / "copy"
     shutil.copytree(image_folders[0], folder)
     decoded = []
@@ -281,7 +281,7 @@ def keras_loss(label_smoothing: float):
 
 @pytest.mark.parametrize("layer", [{"type": "MixUp", "alpha": 0.4}, {"type": "CutMix"}])
 def test_mixing_batches_are_seeded_and_mix_labels(layer):
-    from dlrecipe import pipeline
+    from dlrecipe.data import pipeline
     a = tiny_arrays(40, 1)
 
     def first_batch(seed):
@@ -300,7 +300,7 @@ def test_mixing_batches_are_seeded_and_mix_labels(layer):
 
 
 def test_array_pipeline_covers_every_example_once_per_epoch_reshuffled():
-    from dlrecipe import pipeline
+    from dlrecipe.data import pipeline
     x = np.arange(50, dtype=np.float32).reshape(50, 1)
     ds = pipeline.array_batches(x, np.arange(50), 8, seed=1)
     epochs = [np.concatenate([b for b, _ in ds.as_numpy_iterator()]).ravel() for _ in range(2)]
@@ -314,7 +314,7 @@ def test_array_pipeline_covers_every_example_once_per_epoch_reshuffled():
 
 @pytest.mark.parametrize("kind", ["minmax", "standardize", "per_channel"])
 def test_statistics_over_batches_equal_those_over_the_array(kind):
-    from dlrecipe import preprocess
+    from dlrecipe.data import preprocess
     x = np.random.default_rng(0).integers(0, 255, size=(70, 5, 4, 3)).astype(np.uint8)
     whole = preprocess.fit(kind, x)
     streamed = preprocess.fit(kind, iter([x[i:i + 16] for i in range(0, 70, 16)]))
@@ -324,8 +324,9 @@ def test_statistics_over_batches_equal_those_over_the_array(kind):
 
 
 def test_image_size_resizes_files_of_any_size_and_color_mode_converts(tmp_path):
-    from dlrecipe import data, pipeline
-    from dlrecipe.schema import DataConfig
+    from dlrecipe.data import loading as data
+    from dlrecipe.data import pipeline
+    from dlrecipe.recipe.schema import DataConfig
     for i, (h, w) in enumerate([(8, 8), (10, 12), (5, 7)]):
         folder = tmp_path / ("a" if i % 2 == 0 else "b")
         folder.mkdir(exist_ok=True)

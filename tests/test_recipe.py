@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from dlrecipe.errors import Problem, RecipeError
-from dlrecipe.recipe import inspect_recipe, load_recipe, parse_set_path
-from dlrecipe.yamlio import dump_yaml
+from dlrecipe.io import dump_yaml
+from dlrecipe.recipe.loader import inspect_recipe, load_recipe, parse_set_path
 
 # --------------------------------------------------------------------------- helpers
 
@@ -651,8 +651,8 @@ def test_no_tensorflow_import(tmp_path):
     path = write(tmp_path, "broken.yaml", MINIMAL.replace("epochs: 3", "epochs: -1\n  batchsize: 3"))
     code = textwrap.dedent(f"""\
         import sys
-        import dlrecipe.recipe, dlrecipe.cli
-        from dlrecipe.recipe import inspect_recipe
+        import dlrecipe.recipe.loader, dlrecipe.cli
+        from dlrecipe.recipe.loader import inspect_recipe
         found = inspect_recipe({str(path)!r})
         print(sorted(p.path for p in found.problems))
         print('tensorflow' in sys.modules, 'keras' in sys.modules)

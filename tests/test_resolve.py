@@ -8,11 +8,12 @@ from __future__ import annotations
 import keras
 import pytest
 
-from dlrecipe import check, resolve
+from dlrecipe.build import checks as check
+from dlrecipe.build import resolve
+from dlrecipe.build.model import build_model, check_output, expand_layers
 from dlrecipe.errors import Problem, RecipeError
-from dlrecipe.model import build_model, check_output, expand_layers
-from dlrecipe.schedules import EpochSchedule
-from dlrecipe.schema import Recipe
+from dlrecipe.layers.schedules import EpochSchedule
+from dlrecipe.recipe.schema import Recipe
 
 NONE = {"kind": "none"}
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import recipe_dict, write_yaml
 
 CLASSES = ["background", "bar", "block"]
@@ -155,8 +154,8 @@ def test_a_model_without_per_pixel_outputs_is_refused_at_its_last_layer(cli, tmp
 
 
 def test_segmentation_splits_are_seeded_random_and_keep_images_with_their_masks(tmp_path):
-    from dlrecipe.data import load
-    from dlrecipe.schema import DataConfig
+    from dlrecipe.data.loading import load
+    from dlrecipe.recipe.schema import DataConfig
 
     arrays = seg_arrays()
     del arrays["x_test"], arrays["y_test"]
@@ -199,9 +198,9 @@ def coded_arrays(n: int = 24, seed: int = 3) -> dict[str, np.ndarray]:
 
 def train_batches(path: Path, **overrides):
     """The (image, mask) training batches that ``model.fit`` would get for the recipe at ``path``."""
-    from dlrecipe import pipeline
-    from dlrecipe.check import finalize
-    from dlrecipe.recipe import load_recipe
+    from dlrecipe.build.checks import finalize
+    from dlrecipe.data import pipeline
+    from dlrecipe.recipe.loader import load_recipe
     recipe = load_recipe(path, []).recipe
     ds = pipeline.load(recipe.data, recipe.seed)
     recipe = finalize(recipe, ds.info.task, ds.info.n_classes)

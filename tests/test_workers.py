@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_cli import DLRECIPE, history, only_run
 from test_diagnose import lr_rows
 
@@ -189,8 +188,8 @@ def test_lr_shows_every_rate_of_a_schedule_scaled_by_the_replicas(cli, write_rec
 
 
 def test_linear_scaling_multiplies_numbers_schedule_rates_and_the_optimizer_default():
-    from dlrecipe.schema import Recipe
-    from dlrecipe.scaling import scaled
+    from dlrecipe.build.scaling import scaled
+    from dlrecipe.recipe.schema import Recipe
 
     def recipe(**train):
         return Recipe.model_validate({"name": "r", "data": {"source": "npz", "path": "x.npz"},

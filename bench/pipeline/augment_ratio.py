@@ -43,7 +43,7 @@ GOAL = 1.15
 def child(argv: list[str]) -> None:
     """Run ``dlrecipe train ARGV`` in this process and print the time of every epoch."""
     from dlrecipe import cli
-    from dlrecipe import train as trainmod
+    from dlrecipe.train import fit as trainmod
 
     times: list[float] = []
     info: dict = {}

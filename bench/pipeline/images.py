@@ -12,7 +12,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 def fashion_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 28, 28) uint8, labels (N,)) read from the IDX files with dlrecipe's reader."""
-    from dlrecipe import data
+    from dlrecipe.data import loading as data
     prefix = "train" if split == "train" else "t10k"
     if not (FASHION / f"{prefix}-images-idx3-ubyte.gz").is_file():
         sys.exit(f"Fashion-MNIST not found in {FASHION}: sudo apt-get install dataset-fashion-mnist")

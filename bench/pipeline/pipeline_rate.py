@@ -37,9 +37,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def measure(loaded, label: str) -> tuple[float, float]:
     import keras
 
-    from dlrecipe import pipeline
-    from dlrecipe.check import build_all, finalize
-    from dlrecipe.runtime import seed_everything
+    from dlrecipe.build.checks import build_all, finalize
+    from dlrecipe.data import pipeline
+    from dlrecipe.train.runtime import seed_everything
     recipe = loaded.recipe
     seed_everything(recipe.seed, False)
     ds = pipeline.load(recipe.data, recipe.seed)
@@ -81,8 +81,8 @@ def main() -> int:
     ap.add_argument("--small", action="store_true", help="3,000 Fashion-MNIST examples and 1,000 PNGs")
     ap.add_argument("--images", type=int, help="PNG count for the image_dir part (default 10,000; --small 1,000)")
     args = ap.parse_args()
-    from dlrecipe.cli import import_keras_quietly
-    from dlrecipe.recipe import load_recipe
+    from dlrecipe.backend import import_keras_quietly
+    from dlrecipe.recipe.loader import load_recipe
     import_keras_quietly()
     print(f"load average (1 min): {os.getloadavg()[0]:.2f}")
     recipe_path = ROOT / "recipes" / "fashion_mnist_cnn.yaml"

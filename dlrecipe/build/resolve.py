@@ -1,0 +1,307 @@
+"""The one place where recipe names become Keras objects.
+
+Classes are looked up in Keras's own public namespaces (``keras.layers``,
+``keras.callbacks``, ...) and nested objects through Keras's ``get()``
+registries, so every name Keras knows works and nothing is re-typed here.
+Errors carry the recipe path, Keras's reason and a "did you mean".
+
+Example:
+    >>> layer = build_layer({"type": "Dense", "units": 10}, "model.layers[0]", {})
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+import keras
+
+from dlrecipe.errors import RecipeError, join_path, suggest
+
+NESTED_SUFFIXES = {
+    "_initializer": keras.initializers,
+    "_regularizer": keras.regularizers,
+    "_constraint": keras.constraints,
+}
+ACTIVATION_KEYS = ("activation", "recurrent_activation")
+# dlrecipe writes these itself, in the run folder; LambdaCallback/RemoteMonitor would run code or call out.
+MANAGED_CALLBACKS = {
+    "ModelCheckpoint": "dlrecipe checkpoints every epoch in checkpoints/ (resume with --resume)",
+    "BackupAndRestore": "dlrecipe checkpoints every epoch in checkpoints/ (resume with --resume)",
+    "CSVLogger": "dlrecipe writes history.csv itself",
+    "TensorBoard": "dlrecipe writes TensorBoard logs to tensorboard/ itself",
+    "LambdaCallback": "it runs Python code, which a recipe cannot carry",
+    "RemoteMonitor": "it sends data over the network",
+    "ProgbarLogger": "dlrecipe shows Keras's progress bar itself",
+    "History": "Keras adds it itself",
+}
+
+
+def _fail(path: str, message: str, cause: BaseException | None = None) -> RecipeError:
+    err = RecipeError.one(path, message)
+    err.__cause__ = cause
+    return err
+
+
+def keras_reason(e: BaseException) -> str:
+    """Keras's own message, first lines only, without its long advice."""
+    text = " ".join(str(e).strip().splitlines()[:3]).strip() or type(e).__name__
+    return text if len(text) < 400 else text[:400] + "..."
+
+
+@functools.cache
+def _classes(module: Any, base: type) -> dict[str, type]:
+    out = {}
+    for name in dir(module):
+        obj = getattr(module, name, None)
+        if isinstance(obj, type) and issubclass(obj, base) and not name.startswith("_"):
+            out[name] = obj
+    return out
+
+
+def layer_classes() -> dict[str, type]:
+    return _classes(keras.layers, keras.layers.Layer)
+
+
+def _accepted_args(cls: type) -> set[str] | None:
+    """Named constructor arguments of ``cls`` and its bases; None when any takes arbitrary keywords."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+        if klass in (keras.layers.Layer, keras.callbacks.Callback, keras.optimizers.Optimizer):
+            break
+    if issubclass(cls, keras.layers.Layer):
+        names |= {"name", "dtype", "trainable", "input_shape", "input_dim", "batch_size", "autocast"}
+        return names
+    if issubclass(cls, keras.optimizers.Optimizer):
+        # Every optimizer class takes **kwargs only to refuse legacy names: collect the named ones of all bases.
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                names |= {p.name for p in inspect.signature(init).parameters.values()
+                          if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+        return names
+    return None
+
+
+def check_args(cls: type, args: dict[str, Any], path: str) -> None:
+    accepted = _accepted_args(cls)
+    if accepted is None:
+        return
+    problems = []
+    for key in args:
+        if key not in accepted:
+            problems.append((join_path(path, key), f"Unknown argument '{key}' for {cls.__name__}."
+                             f"{suggest(key, accepted)} {cls.__name__} takes: {', '.join(sorted(accepted))}."))
+    if problems:
+        from dlrecipe.errors import Problem
+        raise RecipeError([Problem(p, m) for p, m in problems])
+
+
+def construct(cls: type, args: dict[str, Any], path: str) -> Any:
+    """``cls(**args)`` with Keras's errors turned into a recipe error at ``path``."""
+    check_args(cls, args, path)
+    try:
+        return cls(**args)
+    except RecipeError:
+        raise
+    except Exception as e:  # Keras validates in constructors with ValueError/TypeError
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if not hasattr(v, "get_config"))
+        raise _fail(path, f"{cls.__name__}({shown}) was refused by Keras: {keras_reason(e)}", e) from e
+
+
+def split_type(spec: dict[str, Any], path: str) -> tuple[str, dict[str, Any]]:
+    kind = spec.get("type")
+    if not isinstance(kind, str):
+        raise _fail(join_path(path, "type"), f"Received: {spec!r}. Expected a mapping with 'type:' naming a Keras class.")
+    return kind, {k: v for k, v in spec.items() if k != "type"}
+
+
+def _by_name(kind: str, table: dict[str, Any], path: str, what: str, docs: str = "") -> Any:
+    if kind in table:
+        return table[kind]
+    hint = suggest(kind, table)
+    what, _, note = what.partition(" (")
+    hint = f" ({note}{hint}" if note else hint
+    known = f" Known: {', '.join(sorted(table))}." if len(table) <= 40 else f" See {docs} for all of them." if docs else ""
+    raise _fail(join_path(path, "type"), f"Unknown {what} '{kind}'.{hint}{known}")
+
+
+# --- nested objects: initializers, regularizers, constraints, activations ------------------------------
+
+
+def _registry_names(module: Any) -> list[str]:
+    return [n for n in dir(module) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
+
+
+def nested(module: Any, value: Any, path: str) -> Any:
+    """An initializer / regularizer / constraint from a Keras string or ``{type: ..., args}``."""
+    what = module.__name__.rsplit(".", 1)[-1].rstrip("s")
+    if value is None or hasattr(value, "get_config"):
+        return value
+    if isinstance(value, dict):
+        kind, args = split_type(value, path)
+        classes = {n: getattr(module, n) for n in _registry_names(module) if isinstance(getattr(module, n), type)}
+        cls = _by_name(kind, classes, path, what)
+        return construct(cls, args, path)
+    if isinstance(value, str):
+        try:
+            return module.get(value)
+        except Exception as e:
+            raise _fail(path, f"Unknown {what} '{value}'.{suggest(value, _registry_names(module))} Use a Keras "
+                        f"name such as {_examples(what)} or a mapping with 'type:'.", e) from e
+    raise _fail(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
+
+
+def _examples(what: str) -> str:
+    return {"initializer": "'he_normal' or {type: HeNormal}", "regularizer": "'l2' or {type: L2, l2: 1.0e-4}",
+            "constraint": "'max_norm' or {type: MaxNorm, max_value: 3}"}.get(what, "its snake_case name")
+
+
+def activation(value: Any, path: str) -> Any:
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str):
+        try:
+            keras.activations.get(value)
+        except Exception as e:
+            names = _registry_names(keras.activations)
+            raise _fail(path, f"Unknown activation '{value}'.{suggest(value, names)} Known: {', '.join(names)}.", e) from e
+        return value  # keep the string: it serializes by name
+    raise _fail(path, f"Received: {value!r}. Expected an activation name such as 'relu'; for an activation with "
+                "arguments use a layer, e.g. {type: LeakyReLU, negative_slope: 0.1}.")
+
+
+def resolve_nested_args(args: dict[str, Any], path: str) -> dict[str, Any]:
+    """Turn every nested recipe object in a layer's arguments into its Keras object."""
+    out = dict(args)
+    for key, value in args.items():
+        sub = join_path(path, key)
+        if key in ACTIVATION_KEYS:
+            out[key] = activation(value, sub)
+            continue
+        for suffix, module in NESTED_SUFFIXES.items():
+            if key.endswith(suffix):
+                out[key] = nested(module, value, sub)
+    return out
+
+
+# --- layers ---------------------------------------------------------------------------------------------
+
+
+def applicable_defaults(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``model.defaults`` that ``cls`` accepts as named arguments."""
+    accepted = _accepted_args(cls) or set()
+    return {k: v for k, v in defaults.items() if k in accepted}
+
+
+def build_layer(spec: dict[str, Any], path: str, defaults: dict[str, Any]) -> keras.layers.Layer:
+    """A Keras layer (or dlrecipe block) from ``{type: Name, **args}``.
+
+    ``defaults`` (``model.defaults`` as written in the recipe) fill arguments the layer accepts and
+    the spec leaves out. They are resolved again for every layer: a Keras initializer without a seed
+    draws its seed when it is created, so one shared instance would give same-shaped layers identical
+    starting weights.
+    """
+    kind, args = split_type(spec, path)
+    args.pop("inputs", None)
+    from dlrecipe.layers import blocks
+    # Only the defaults this layer takes are resolved: an unused initializer would still draw a seed
+    # and shift every later layer's random numbers away from the same model written by hand.
+    if kind in blocks.BLOCKS:
+        accepted = blocks.accepted_args(kind)
+        return blocks.build(kind, args, path, resolve_defaults({k: v for k, v in defaults.items() if k in accepted}))
+    cls = _by_name(kind, layer_classes(), path, "layer type" + _block_hint(kind), "https://keras.io/api/layers/")
+    merged = {**resolve_defaults(applicable_defaults(cls, defaults)), **resolve_nested_args(args, path)}
+    return construct(cls, merged, path)
+
+
+def _block_hint(kind: str) -> str:
+    from dlrecipe.build.augment import ALIASES
+    if kind in ALIASES:
+        return f" ({kind} is an augmentation: put it in data.augment, not model.layers)"
+    return "" if kind[:1].isupper() else " (Keras layers are CamelCase; dlrecipe blocks lower_snake_case)"
+
+
+def resolve_defaults(defaults: dict[str, Any], path: str = "model.defaults") -> dict[str, Any]:
+    return resolve_nested_args(defaults, path)
+
+
+# --- training objects -----------------------------------------------------------------------------------
+
+
+def _get_or_construct(getter: Callable, module: Any, base: type, value: Any, path: str, what: str,
+                      extra_names: tuple[str, ...] = ()) -> Any:
+    if isinstance(value, dict):
+        kind, args = split_type(value, path)
+        cls = _by_name(kind, _classes(module, base), path, what)
+        return construct(cls, args, path)
+    if isinstance(value, str):
+        try:
+            getter(value)
+        except Exception as e:
+            # lower-case names first: 'acuracy' should suggest 'accuracy', not the exact-match Accuracy class
+            names = [*extra_names, *(n for n in _registry_names(module) if n[:1].islower()), *_classes(module, base)]
+            raise _fail(path, f"Unknown {what} '{value}'.{suggest(value, names)}", e) from e
+        return value  # Keras resolves strings itself in compile (e.g. 'accuracy' by the loss)
+    raise _fail(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
+
+
+def loss(value: Any, path: str = "train.loss") -> Any:
+    return _get_or_construct(keras.losses.get, keras.losses, keras.losses.Loss, value, path, "loss")
+
+
+COMPILE_METRICS = ("accuracy", "acc", "crossentropy", "ce")  # compile() picks the variant that fits the loss
+
+
+def metric(value: Any, path: str) -> Any:
+    if value in COMPILE_METRICS:
+        return value
+    return _get_or_construct(keras.metrics.get, keras.metrics, keras.metrics.Metric, value, path, "metric",
+                             extra_names=COMPILE_METRICS)
+
+
+def optimizer(value: Any, learning_rate: Any, path: str = "train.optimizer") -> keras.optimizers.Optimizer:
+    """The optimizer, with ``learning_rate`` (a number or a schedule object) when given."""
+    table = _classes(keras.optimizers, keras.optimizers.Optimizer)
+    if isinstance(value, str):
+        lowered = {n.lower(): n for n in table if n not in ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")}
+        name = lowered.get(value.lower().replace("_", ""))
+        if name is None:
+            raise _fail(path, f"Unknown optimizer '{value}'.{suggest(value.lower(), lowered)} Known: "
+                        f"{', '.join(sorted(lowered))} (or the class names, e.g. {{type: SGD, momentum: 0.9}}).")
+        kind, args = name, {}
+    else:
+        kind, args = split_type(value, path)
+    cls = _by_name(kind, table, path, "optimizer")
+    if learning_rate is not None:
+        if "learning_rate" in args:
+            raise _fail(join_path(path, "learning_rate"), "The learning rate is set twice: here and in "
+                        "train.learning_rate. Keep train.learning_rate.")
+        args["learning_rate"] = learning_rate
+    return construct(cls, args, path)
+
+
+def keras_schedule(value: dict[str, Any], path: str = "train.learning_rate") -> Any:
+    kind, args = split_type(value, path)
+    table = dict(_classes(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule))
+    table.pop("LearningRateSchedule", None)
+    cls = _by_name(kind, table, path, "Keras learning-rate schedule (or use 'schedule:' for dlrecipe's)")
+    return construct(cls, args, path)
+
+
+def callback(value: dict[str, Any], path: str) -> keras.callbacks.Callback:
+    kind, args = split_type(value, path)
+    if kind in MANAGED_CALLBACKS:
+        raise _fail(join_path(path, "type"), f"{kind} is not available in a recipe: {MANAGED_CALLBACKS[kind]}.")
+    table = {n: c for n, c in _classes(keras.callbacks, keras.callbacks.Callback).items()
+             if n not in MANAGED_CALLBACKS and n not in ("Callback", "CallbackList")}
+    cls = _by_name(kind, table, path, "callback")
+    return construct(cls, args, path)
