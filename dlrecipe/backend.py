@@ -6,7 +6,7 @@ import os
 import sys
 
 
-def _quiet_backend() -> None:
+def quiet_backend() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ info and CUDA-probe noise
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 

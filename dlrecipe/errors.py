@@ -48,6 +48,19 @@ class RecipeError(Exception):
         return cls([Problem(path, message, where)])
 
 
+class Stopped(Exception):
+    """Work that began and could not finish (a NaN loss, Ctrl-C, a failed search); what it had is kept.
+
+    The CLI prints ``prefix + str(error)`` and exits with ``exit_code``, without a traceback.
+    """
+
+    prefix = ""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 @dataclass
 class Problems:
     """Collects problems so that all of them are reported at once."""

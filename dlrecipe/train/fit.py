@@ -27,19 +27,19 @@ from dlrecipe import runs
 from dlrecipe.build import scaling
 from dlrecipe.build.checks import build_all, finalize
 from dlrecipe.data import pipeline, preprocess
-from dlrecipe.errors import RecipeError, is_within, join_path
+from dlrecipe.errors import RecipeError, Stopped, is_within, join_path
 from dlrecipe.io import dump_yaml, write_json, write_text
 from dlrecipe.recipe.loader import LoadedRecipe, load_recipe
 from dlrecipe.train.runtime import environment, make_runtime, seed_everything, set_precision
 from dlrecipe.train.workers import Process, shard
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(Stopped):
     """Training ended early (Ctrl-C or a NaN loss); the run folder is resumable."""
 
     def __init__(self, message: str, run_dir: Path, exit_code: int):
-        super().__init__(message)
-        self.run_dir, self.exit_code = run_dir, exit_code
+        super().__init__(message, exit_code)
+        self.run_dir = run_dir
 
 
 @dataclass

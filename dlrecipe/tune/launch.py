@@ -39,13 +39,17 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from dlrecipe.errors import Stopped
+
 MAX_RESTARTS = 3
 POLL_S = 0.3
 ENDED = ("COMPLETED", "FAILED", "INVALID")
 
 
-class SearchFailed(RuntimeError):
+class SearchFailed(Stopped):
     """The search could not go on (a process failed beyond repair, no trial completed); it stays resumable."""
+
+    prefix = "error: "
 
 
 def parse_duration(text: str) -> float:
@@ -271,9 +275,9 @@ def child_main(spec_json: str) -> int:
     """The entry point of a chief or worker process."""
     spec = json.loads(spec_json)
     _watch_parent()
-    from dlrecipe.backend import _quiet_backend, import_keras_quietly
+    from dlrecipe.backend import import_keras_quietly, quiet_backend
     from dlrecipe.errors import RecipeError
-    _quiet_backend()
+    quiet_backend()
     import_keras_quietly()
     import keras
     if keras.backend.backend() == "tensorflow":  # before TensorFlow's runtime starts its thread pools
