@@ -3,7 +3,7 @@
 Keras marks RandomTranslation, RandomRotation, RandomZoom, RandomShear and RandomPerspective
 ``supports_jit = False`` on every backend (true of TensorFlow's transform op, not of JAX's), and then
 runs the whole JAX train step un-jitted, op by op. dlrecipe marks them as supporting XLA on JAX
-(``augment.JAX_JIT_OK``). This builds the recipe's model once (``dlrecipe validate``'s path, with
+(``layers.jit.JAX_JIT_OK``). This builds the recipe's model once (``dlrecipe validate``'s path, with
 placeholder statistics), and times ``fit`` on random images, alternating rounds:
 
 - A: the model as dlrecipe builds it (``jit_compile: true`` honoured);
@@ -41,7 +41,7 @@ def main() -> int:
     import numpy as np
 
     from dlrecipe.api import build_for_validation
-    from dlrecipe.build import augment
+    from dlrecipe.layers.jit import JAX_JIT_OK
     from dlrecipe.recipe.loader import load_recipe
 
     sample = ROOT / "data" / "fashion_mnist_sample.npz"  # only its header is read: the model's input shape
@@ -51,7 +51,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(batch * args.steps, *info.input_shape)).astype("float32")
     y = rng.integers(0, info.n_classes or 2, size=len(x))
-    marked = [layer for layer in model._flatten_layers() if type(layer).__name__ in augment.JAX_JIT_OK]
+    marked = [layer for layer in model._flatten_layers() if type(layer).__name__ in JAX_JIT_OK]
     print(f"{args.recipe.name}: {model.count_params():,} parameters, batch {batch}, {args.steps} steps per round; "
           f"layers dlrecipe marks: {', '.join(type(m).__name__ for m in marked) or 'none'}", flush=True)
 

@@ -401,6 +401,7 @@ def jit_warnings(model, paths: dict[str, str], recipe) -> list[str]:
     import keras
 
     from dlrecipe.build import augment
+    from dlrecipe.layers.jit import JAX_JIT_OK
     from dlrecipe.build.model import clean_path
     cfg = recipe.runtime
     if cfg.jit_compile is not True:
@@ -420,7 +421,7 @@ def jit_warnings(model, paths: dict[str, str], recipe) -> list[str]:
             specs = [(j, spec) for j, spec in specs if j != i]
             where = f"data.augment[{i}]" if i is not None else layer.name
         where = clean_path(where)
-        hint = " (it compiles under KERAS_BACKEND=jax)" if type(layer).__name__ in augment.JAX_JIT_OK else ""
+        hint = " (it compiles under KERAS_BACKEND=jax)" if type(layer).__name__ in JAX_JIT_OK else ""
         out[where] = (f"runtime.jit_compile: true has no effect: {where} ({type(layer).__name__}) cannot be "
                       f"compiled by XLA on the {backend} backend{hint}, so Keras trains the whole model without XLA. "
                       "Remove it, or set runtime.jit_compile: auto.")

@@ -129,3 +129,14 @@ def join_path(base: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{base}[{key}]"
     return f"{base}.{key}" if base else str(key)
+
+
+def keras_reason(e: BaseException) -> str:
+    """Keras's own message of ``e``, first lines only, without its long advice.
+
+    Example:
+        >>> keras_reason(ValueError("Bad filters.\\nReceived: filters=-1\\nExpected > 0.\\nSee the docs."))
+        'Bad filters. Received: filters=-1 Expected > 0.'
+    """
+    text = " ".join(str(e).strip().splitlines()[:3]).strip() or type(e).__name__
+    return text if len(text) < 400 else text[:400] + "..."

@@ -92,13 +92,7 @@ def read_json(path: Path) -> Any:
 
 def register_layers() -> None:
     """Register dlrecipe's serializable layers and schedules with Keras, so saved models load in safe mode."""
-    from dlrecipe.build import augment
-    from dlrecipe.data import preprocess
-    from dlrecipe.layers import (
-        schedules,  # noqa: F401  (blocks and schedules register on import)
-    )
-    preprocess.register_keras_objects()
-    augment.register_keras_objects()
+    from dlrecipe.layers import registry  # noqa: F401  (its classes register with Keras on import)
 
 
 def load_model(path: Path):
@@ -115,5 +109,5 @@ def load_model(path: Path):
     except Exception as e:  # Keras raises ValueError/TypeError/OSError for damaged files
         raise RecipeError.one(str(path), f"Cannot load this model ({type(e).__name__}: {e}). The file is damaged "
                               "or was written by another program; train the run again.") from e
-    from dlrecipe.build.augment import mark_jit_support
+    from dlrecipe.layers.jit import mark_jit_support
     return mark_jit_support(model)

@@ -75,7 +75,9 @@ def test_each_dlrecipe_alias_validates_and_trains(alias, cli, tmp_path):
         return
     layer = next(lyr for lyr in model.layers if type(lyr).__name__ == keras_class)
     import keras
-    own = augment.register_keras_objects()
+
+    from dlrecipe.layers import registry
+    own = registry.ALL_OBJECTS_DICT
     assert type(layer) is (own[keras_class] if keras_class in own else getattr(keras.layers, keras_class))
     assert layer.seed == augment.derived_seed(1, 0)  # derived from the recipe's seed
     x = np.load(tmp_path / "rgb.npz")["x_test"].astype(np.float32)
@@ -294,12 +296,13 @@ JIT_PROBE = """
 import json, sys
 import jax, numpy as np
 from dlrecipe.build import augment
+from dlrecipe.layers.jit import JAX_JIT_OK
 x = np.random.default_rng(0).uniform(0, 255, size=(4, 16, 16, 3)).astype("float32")
 args = {"RandomTranslation": {"height_factor": 0.3, "width_factor": 0.3}, "RandomRotation": {"factor": 0.3},
         "RandomZoom": {"height_factor": 0.3}, "RandomShear": {"x_factor": 0.3, "y_factor": 0.3},
         "RandomPerspective": {"factor": 1.0}}
 out = {}
-for i, name in enumerate(augment.JAX_JIT_OK):
+for i, name in enumerate(JAX_JIT_OK):
     spec = {"type": name, **args[name]}
     eager, jitted = (augment.build_layer(spec, "p", seed=7, index=i, stats=None) for _ in range(2))
     jitted.build(x.shape)
@@ -320,11 +323,11 @@ print(json.dumps(out))
 
 def test_on_jax_the_geometric_layers_are_jitted_and_give_the_same_images_as_eagerly():
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
-    from dlrecipe.build import augment
+    from dlrecipe.layers.jit import JAX_JIT_OK
     proc = subprocess.run([sys.executable, "-c", JIT_PROBE], capture_output=True, text=True, timeout=300, env=JAX_ENV)
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in augment.JAX_JIT_OK:
+    for name in JAX_JIT_OK:
         assert found[name]["supports_jit"] is True, name
         assert found[name]["diff"] < 1e-3, (name, found[name])  # the same pixels (0-255) as eagerly
         assert found[name]["moved"] > 1.0, (name, found[name])  # and the images were transformed

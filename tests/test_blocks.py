@@ -14,8 +14,10 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from dlrecipe.build import resolve  # noqa: E402
+from dlrecipe.build.blocks import BLOCKS  # noqa: E402
+from dlrecipe.build.model import build_layer  # noqa: E402
 from dlrecipe.errors import RecipeError  # noqa: E402
-from dlrecipe.layers.blocks import BLOCKS, Residual  # noqa: E402
+from dlrecipe.layers.blocks.residual import Residual  # noqa: E402
 
 PATH = "model.layers[2]"
 
@@ -277,7 +279,7 @@ def test_nested_argument_in_recipe_form_is_resolved():
 
 
 def test_build_layer_dispatches_to_blocks():
-    layer = resolve.build_layer({"type": "vgg_block", "filters": 4, "name": "vgg1"}, PATH, {})
+    layer = build_layer({"type": "vgg_block", "filters": 4, "name": "vgg1"}, PATH, {})
     assert isinstance(layer, keras.layers.Layer) and layer.name == "vgg1"
     keras.Sequential([keras.Input((8, 8, 3)), layer])
     assert [s.name for s in layer.chain] == ["vgg1_conv1", "vgg1_conv2", "vgg1_pool"]
@@ -336,7 +338,7 @@ def test_wrong_input_rank_is_a_clear_value_error(kind, args, shape, text):
 
 
 def test_grouped_convolution_split_per_group_equals_the_native_one():
-    from dlrecipe.layers.blocks import GroupedConv2D
+    from dlrecipe.layers.blocks.grouped import GroupedConv2D
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 6, 6, 8)).astype("float32")
     native = keras.layers.Conv2D(4, 3, strides=2, padding="same", groups=4)
@@ -347,3 +349,25 @@ def test_grouped_convolution_split_per_group_equals_the_native_one():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(split(x)), keras.ops.convert_to_numpy(native(x)),
                                atol=1e-5)
     assert split.kernel.shape == (3, 3, 2, 4)  # same weights as the native grouped layer: models stay compatible
+
+
+# --- the registry ----------------------------------------------------------------------------------------
+
+
+def test_the_registry_holds_every_dlrecipe_keras_object_under_its_saved_name():
+    import importlib
+    import pkgutil
+
+    import dlrecipe.layers
+    from dlrecipe.build.blocks import BLOCK_CLASSES
+    from dlrecipe.layers import registry
+    for info in pkgutil.walk_packages(dlrecipe.layers.__path__, "dlrecipe.layers."):
+        importlib.import_module(info.name)
+    registered = {name: obj for name, obj in keras.saving.get_custom_objects().items() if name.startswith("dlrecipe>")}
+    assert set(registered.values()) == registry.ALL_OBJECTS  # nothing registered outside the registry
+    for cls in registry.ALL_OBJECTS:
+        assert keras.saving.get_registered_name(cls) == f"dlrecipe>{cls.__name__}"  # the names saved models hold
+        assert registry.get(f"dlrecipe>{cls.__name__}") is cls and registry.get(cls.__name__) is cls
+    assert set(BLOCK_CLASSES.values()) <= registry.ALL_OBJECTS
+    with pytest.raises(ValueError, match="FancyPCA"):
+        registry.get("dlrecipe>FancyPCB")

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from dlrecipe.build.preprocessing import keras_layers
 from dlrecipe.data import loading as data
 from dlrecipe.data import preprocess
 from dlrecipe.errors import RecipeError
@@ -651,7 +652,7 @@ def test_keras_layers_agree_with_numpy(kind, shape):
     x_train[:, 0] = 3  # constant features
     x_test = rng.integers(0, 256, size=(10, *shape)).astype(np.uint8)
     stats = json.loads(json.dumps(preprocess.fit(kind, x_train)))
-    layers = preprocess.keras_layers(stats)
+    layers = keras_layers(stats)
     assert [layer.name for layer in layers] == [f"preprocessing_{kind}"]
     model = keras.Sequential([keras.Input(shape), *layers])
     for x in (x_train, x_test):
@@ -660,7 +661,7 @@ def test_keras_layers_agree_with_numpy(kind, shape):
 
 
 def test_keras_layers_for_none_is_empty():
-    assert preprocess.keras_layers(preprocess.fit("none", np.zeros((2, 3)))) == []
+    assert keras_layers(preprocess.fit("none", np.zeros((2, 3)))) == []
 
 
 def test_model_with_preprocessing_layers_saves_and_loads_safely(tmp_path):
@@ -670,7 +671,7 @@ def test_model_with_preprocessing_layers_saves_and_loads_safely(tmp_path):
     x = rng.integers(0, 256, size=(8, 6, 6, 1)).astype(np.float32)
     layers = []
     for kind in ("gcn", "standardize"):
-        layers += preprocess.keras_layers(preprocess.fit(kind, x))
+        layers += keras_layers(preprocess.fit(kind, x))
     model = keras.Sequential([keras.Input((6, 6, 1)), *layers, keras.layers.Flatten(), keras.layers.Dense(2)])
     path = tmp_path / "m.keras"
     model.save(path)
@@ -685,13 +686,12 @@ def test_gcn_model_loads_in_a_fresh_process_after_registration(tmp_path):
     import keras
 
     x = np.random.default_rng(4).random((4, 5, 5, 1)).astype(np.float32)
-    model = keras.Sequential([keras.Input((5, 5, 1)), *preprocess.keras_layers(preprocess.fit("gcn", x))])
+    model = keras.Sequential([keras.Input((5, 5, 1)), *keras_layers(preprocess.fit("gcn", x))])
     path = tmp_path / "m.keras"
     model.save(path)
     np.save(tmp_path / "want.npy", np.asarray(model(x)))
     np.save(tmp_path / "x.npy", x)
-    code = ("import sys, numpy as np, keras; from dlrecipe.data import preprocess; "
-            "preprocess.register_keras_objects(); "
+    code = ("import sys, numpy as np, keras; import dlrecipe.layers.registry; "
             f"m = keras.saving.load_model({str(path)!r}, safe_mode=True); "
             f"got = np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))); "
             f"np.testing.assert_allclose(got, np.load({str(tmp_path / 'want.npy')!r}), atol=1e-6)")

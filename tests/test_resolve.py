@@ -10,7 +10,7 @@ import pytest
 
 from dlrecipe.build import checks as check
 from dlrecipe.build import resolve
-from dlrecipe.build.model import build_model, check_output, expand_layers
+from dlrecipe.build.model import build_layer, build_model, check_output, expand_layers
 from dlrecipe.errors import Problem, RecipeError
 from dlrecipe.layers.schedules import EpochSchedule
 from dlrecipe.recipe.schema import Recipe
@@ -45,7 +45,7 @@ def inbound_names(layer) -> list[str]:
 
 
 def test_build_layer_with_nested_initializer_and_regularizer():
-    layer = resolve.build_layer({"type": "Dense", "units": 4, "kernel_initializer": {"type": "HeNormal", "seed": 1},
+    layer = build_layer({"type": "Dense", "units": 4, "kernel_initializer": {"type": "HeNormal", "seed": 1},
                                  "kernel_regularizer": {"type": "L2", "l2": 1e-4}, "bias_initializer": "ones",
                                  "activation": "relu"}, "model.layers[0]", {})
     assert isinstance(layer, keras.layers.Dense) and layer.units == 4
@@ -85,7 +85,7 @@ def test_applicable_defaults():
 @pytest.mark.parametrize("kind, hint", [("Dence", "Did you mean 'Dense'?"), ("dense", "Did you mean 'Dense'?"),
                                         ("GlobalAvgPool2d", "Did you mean 'GlobalAvgPool2D'?"), ("Frobnicate", None)])
 def test_unknown_layer(kind, hint):
-    p = one_error(resolve.build_layer, {"type": kind, "units": 4}, "model.layers[2]", {})
+    p = one_error(build_layer, {"type": kind, "units": 4}, "model.layers[2]", {})
     assert p.path == "model.layers[2].type"
     assert f"'{kind}'" in p.message and "Unknown layer type" in p.message
     if hint is None:
@@ -95,19 +95,19 @@ def test_unknown_layer(kind, hint):
 
 
 def test_unknown_argument_suggests_and_lists():
-    p = one_error(resolve.build_layer, {"type": "Dense", "unit": 4}, "model.layers[3]", {})
+    p = one_error(build_layer, {"type": "Dense", "unit": 4}, "model.layers[3]", {})
     assert p.path == "model.layers[3].unit"
     assert "Unknown argument 'unit' for Dense. Did you mean 'units'?" in p.message
     assert "Dense takes: " in p.message and "kernel_initializer" in p.message
 
 
 def test_unknown_arguments_all_reported():
-    problems = error(resolve.build_layer, {"type": "Conv2D", "filter": 4, "kernel_sise": 3}, "model.layers[0]", {})
+    problems = error(build_layer, {"type": "Conv2D", "filter": 4, "kernel_sise": 3}, "model.layers[0]", {})
     assert sorted(p.path for p in problems) == ["model.layers[0].filter", "model.layers[0].kernel_sise"]
 
 
 def test_unknown_argument_of_a_nested_initializer():
-    p = one_error(resolve.build_layer, {"type": "Dense", "units": 3, "kernel_initializer": {"type": "HeNormal", "sed": 1}},
+    p = one_error(build_layer, {"type": "Dense", "units": 3, "kernel_initializer": {"type": "HeNormal", "sed": 1}},
                   "model.layers[0]", {})
     assert p.path == "model.layers[0].kernel_initializer.sed" and "Did you mean 'seed'?" in p.message
 
@@ -118,25 +118,25 @@ def test_unknown_argument_of_a_nested_initializer():
     ({"type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "sme"}, "padding"),
 ])
 def test_value_refused_by_keras(spec, words):
-    p = one_error(resolve.build_layer, spec, "model.layers[1]", {})
+    p = one_error(build_layer, spec, "model.layers[1]", {})
     assert p.path == "model.layers[1]"
     assert f"{spec['type']}(" in p.message and "was refused by Keras" in p.message and words in p.message
 
 
 def test_bad_regularizer_value_has_its_path():
-    p = one_error(resolve.build_layer, {"type": "Dense", "units": 3, "kernel_regularizer": {"type": "L2", "l2": -1}},
+    p = one_error(build_layer, {"type": "Dense", "units": 3, "kernel_regularizer": {"type": "L2", "l2": -1}},
                   "model.layers[0]", {})
     assert p.path == "model.layers[0].kernel_regularizer" and "l2=-1" in p.message
 
 
 def test_unknown_activation_string():
-    p = one_error(resolve.build_layer, {"type": "Dense", "units": 3, "activation": "rellu"}, "model.layers[1]", {})
+    p = one_error(build_layer, {"type": "Dense", "units": 3, "activation": "rellu"}, "model.layers[1]", {})
     assert p.path == "model.layers[1].activation"
     assert "Unknown activation 'rellu'. Did you mean 'relu'?" in p.message and "Known:" in p.message
 
 
 def test_activation_must_be_a_name():
-    p = one_error(resolve.build_layer, {"type": "Dense", "units": 3, "activation": 3}, "model.layers[1]", {})
+    p = one_error(build_layer, {"type": "Dense", "units": 3, "activation": 3}, "model.layers[1]", {})
     assert p.path == "model.layers[1].activation" and "LeakyReLU" in p.message
 
 
@@ -146,7 +146,7 @@ def test_activation_must_be_a_name():
     ({"seed": 1}, "model.layers[0].kernel_initializer.type", "Expected a mapping with 'type:'"),
 ])
 def test_unknown_initializer(value, path, words):
-    p = one_error(resolve.build_layer, {"type": "Dense", "units": 3, "kernel_initializer": value}, "model.layers[0]", {})
+    p = one_error(build_layer, {"type": "Dense", "units": 3, "kernel_initializer": value}, "model.layers[0]", {})
     assert p.path == path and words in p.message
 
 

@@ -24,8 +24,9 @@ import keras
 import numpy as np
 import pytest
 
+from dlrecipe.build.schedules import SCHEDULES, build, check
 from dlrecipe.errors import RecipeError
-from dlrecipe.layers.schedules import SCHEDULES, EpochSchedule, build, check
+from dlrecipe.layers.schedules import EpochSchedule
 
 STEPS = 7  # steps per epoch: mid-epoch steps fall on fractions like 3/7
 EPOCHS = 10
@@ -238,8 +239,8 @@ def test_model_with_the_schedule_saves_and_loads_in_safe_mode(tmp_path):
 
 
 def test_piecewise_starts_at_its_first_value_and_refuses_a_different_initial():
+    from dlrecipe.build.schedules import build
     from dlrecipe.errors import RecipeError
-    from dlrecipe.layers.schedules import build
     s = build({"schedule": "piecewise", "boundaries_epochs": [2], "values": [0.1, 0.01], "warmup_epochs": 1}, 10, 4)
     # warm-up ramps to values[0], then the piecewise values follow
     assert float(s(5)) == pytest.approx(0.05)

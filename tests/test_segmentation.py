@@ -198,7 +198,7 @@ def coded_arrays(n: int = 24, seed: int = 3) -> dict[str, np.ndarray]:
 
 def train_batches(path: Path, **overrides):
     """The (image, mask) training batches that ``model.fit`` would get for the recipe at ``path``."""
-    from dlrecipe.build.checks import finalize
+    from dlrecipe.build.compile import finalize
     from dlrecipe.data import pipeline
     from dlrecipe.recipe.loader import load_recipe
     recipe = load_recipe(path, []).recipe

@@ -37,7 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def measure(loaded, label: str) -> tuple[float, float]:
     import keras
 
-    from dlrecipe.build.checks import build_all, finalize
+    from dlrecipe.build.checks import build_all
+    from dlrecipe.build.compile import finalize
     from dlrecipe.data import pipeline
     from dlrecipe.train.runtime import seed_everything
     recipe = loaded.recipe

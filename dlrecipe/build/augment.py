@@ -1,63 +1,16 @@
-"""Augmentation layers: Keras's by class name, and dlrecipe's own by lower_snake_case name.
+"""The layers of ``data.augment``: Keras's by class name, dlrecipe's own (``ALIASES``) by lower_snake_case name.
 
-Every item of ``data.augment`` becomes one Keras layer at the start of the
-model, before the fitted preprocessing: the layers see the raw inputs as the
-data source gives them (0..255 pixels for Fashion-MNIST, so Keras's default
-``value_range: [0, 255]`` fits). Keras's augmentation layers act only when the
-model is called with ``training=True`` (``fit``), never in ``evaluate``,
-``predict`` or the exported model.
-
-dlrecipe's names (``ALIASES``) map onto Keras layers where Keras has one; the
-other keys are that Keras class's constructor arguments:
-
-=================  ==========================  ==========================================
-name               Keras layer                 notes
-=================  ==========================  ==========================================
-random_erasing     RandomErasing               ``probability: p`` erases with probability
-                                               exactly ``p`` (Keras's ``factor: [p, p]``;
-                                               a single ``factor: f`` draws the
-                                               probability uniformly from [0, f])
-elastic            RandomElasticTransform      ``probability:`` as for random_erasing
-color_jitter       RandomColorJitter
-mixup              MixUp                       mixes labels too (see below)
-cutmix             CutMix                      mixes labels too (see below)
-gaussian_noise     ScaledGaussianNoise (ours)  ``stddev`` is a fraction of ``value_range``
-fancy_pca          FancyPCA (ours)             AlexNet lighting noise on RGB images
-=================  ==========================  ==========================================
-
-``gaussian_noise`` is dlrecipe's own because Keras's ``GaussianNoise`` only takes
-``stddev <= 1`` in input units, which is invisible on raw 0..255 pixels; the
-dlrecipe layer adds noise of standard deviation ``stddev * (high - low)`` and
-clips to ``value_range`` (default ``[0, 255]``; set it to the data's range for
-other inputs). ``fancy_pca`` (Krizhevsky et al. 2012, section 4.1) adds to every
-pixel of an image ``sum_i alpha_i * sqrt(lambda_i) * p_i``, with ``p_i`` and
-``lambda_i`` the eigenvectors and eigenvalues of the 3x3 RGB covariance of the
-*training split's* pixels (fitted by ``fit_stats``, stored in the run's
-``preprocessing.json``) and ``alpha_i ~ N(0, stddev)`` drawn per image
-(``stddev: 0.1`` as in the paper). The square roots (standard deviations along
-the principal axes) make the noise scale with the data, whatever its pixel
-range; AlexNet's eigenvalues were computed on its own pixel scale.
-
-``mixup`` and ``cutmix`` blend the labels as well as the images, so they
-cannot be model layers: ``build_model`` leaves them out (``mixes_labels``) and
-the tf.data input pipeline (``dlrecipe.pipeline``) applies them to (images,
-one-hot labels) batches.
-
-Seeds: a layer that takes ``seed`` and has none in the recipe gets
-``derived_seed(recipe_seed, index)``, so two trainings of one recipe see the same
-augmented batches, and two layers of one recipe draw different numbers.
-
-Image layers (every Keras image augmentation layer, and fancy_pca) need image
-inputs ``(height, width, channels)``; on flat features they are a recipe error.
-
-For ``task: segmentation`` no layer goes into the model: they all run in the
-input pipeline on (image, mask) batches (``dlrecipe.segaugment``).
+Each item becomes one Keras layer at the start of the model, before the fitted preprocessing, so it
+sees the raw inputs (0..255 pixels: Keras's default ``value_range`` fits), and acts in training only.
+MixUp and CutMix blend labels too, so the tf.data pipeline applies them instead (``mixes_labels``);
+for ``task: segmentation`` every layer runs there (``build.segaugment``). A layer that takes ``seed``
+and has none gets ``derived_seed(recipe_seed, index)``, so runs repeat. ``fit_stats`` fits fancy_pca's
+RGB eigen-decomposition on the training split. Image layers on flat features are a recipe error.
 This module imports Keras only inside its functions.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -66,13 +19,6 @@ import numpy as np
 from dlrecipe.errors import Problem, RecipeError, join_path, suggest
 
 LABEL_MIXING = ("MixUp", "CutMix")  # Keras classes that transform labels as well as images
-NO_XLA = ("RandomElasticTransform",)  # Keras layers that fail under XLA but do not say so (supports_jit)
-# Keras layers that say they do not support XLA on every backend (``supports_jit = False``), which is
-# true of TensorFlow's (its ImageProjectiveTransformV3 has no XLA kernel) but not of JAX's: under
-# jax.jit they give the same images as eagerly (tests/test_augment.py). Left so, Keras runs the whole
-# JAX train step un-jitted, op by op, so on JAX they are marked as supporting it.
-JAX_JIT_OK = ("RandomTranslation", "RandomRotation", "RandomZoom", "RandomShear", "RandomPerspective")
-FANCY_PCA_STDDEV = 0.1  # AlexNet's standard deviation of the random weights alpha
 _CHUNK_PIXELS = 1 << 20  # RGB pixels per float64 chunk while fitting fancy_pca (24 MiB)
 
 
@@ -208,13 +154,15 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
         RecipeError: unknown name (with a suggestion), bad argument (with its path).
     """
     from dlrecipe.build import resolve
+    from dlrecipe.layers.jit import set_jit_support
 
     kind, args = resolve.split_type(spec, path)
     if kind[:1].isupper():
         cls = resolve.layer_classes().get(kind)
         if cls is not None and seed is not None and "seed" not in args and "seed" in (resolve._accepted_args(cls) or ()):
-            spec = {**spec, "seed": derived_seed(seed, index)}
-        return set_jit_support(resolve.build_layer(spec, path, {}))
+            args = {**args, "seed": derived_seed(seed, index)}
+        args.pop("inputs", None)
+        return set_jit_support(resolve.keras_layer(kind, args, path, {}))
     alias = ALIASES.get(kind)
     if alias is None:
         raise RecipeError.one(join_path(path, "type"), f"Unknown augmentation '{kind}'.{suggest(kind, ALIASES)} "
@@ -238,22 +186,6 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
     return set_jit_support(resolve.construct(cls, args, path))
 
 
-def set_jit_support(layer: Any) -> Any:
-    """Correct what ``layer`` says about XLA where Keras is wrong for the backend (``NO_XLA``, ``JAX_JIT_OK``).
-
-    Keras 3.15's RandomElasticTransform builds its blur kernel with a data-dependent range, which XLA
-    cannot compile; marked so, Keras trains the model without XLA instead of failing. Returns ``layer``.
-    """
-    import keras
-
-    name = type(layer).__name__
-    if name in NO_XLA:
-        layer.supports_jit = False
-    elif name in JAX_JIT_OK and keras.backend.backend() == "jax":
-        layer.supports_jit = True
-    return layer
-
-
 def _target_name(alias: Alias) -> str:
     return alias.target.split(">")[-1] + (" of dlrecipe" if alias.target.startswith("dlrecipe>") else " of Keras")
 
@@ -261,8 +193,10 @@ def _target_name(alias: Alias) -> str:
 def _target_class(alias: Alias) -> type:
     import keras
 
+    from dlrecipe.layers import registry
+
     if alias.target.startswith("dlrecipe>"):
-        return register_keras_objects()[alias.target.split(">", 1)[1]]
+        return registry.get(alias.target)
     return getattr(keras.layers, alias.target)
 
 
@@ -279,24 +213,6 @@ def layer_class(spec: Any) -> type | None:
     return resolve.layer_classes().get(kind)
 
 
-def mark_jit_support(model: Any) -> Any:
-    """``set_jit_support`` on every layer of a loaded model (the mark is not part of a layer's config).
-
-    The model was compiled while loading, before the marks: its ``jit_compile`` is set again to what it
-    was saved with, which Keras then allows only if every layer now supports XLA.
-    """
-    import warnings
-
-    for layer in model._flatten_layers():
-        set_jit_support(layer)
-    saved = getattr(model, "_compile_config", None)
-    if getattr(model, "compiled", False) and saved is not None:
-        with warnings.catch_warnings():  # "Model doesn't support `jit_compile=True`": known, and kept off
-            warnings.filterwarnings("ignore", message="Model doesn't support")
-            model.jit_compile = bool(saved.config.get("jit_compile"))
-    return model
-
-
 def is_image_layer(layer: Any) -> bool:
     """True for layers that need image batches ``(batch, height, width, channels)``."""
     names_ = {c.__name__ for c in type(layer).__mro__}
@@ -306,6 +222,20 @@ def is_image_layer(layer: Any) -> bool:
 def mixes_labels(layer: Any) -> bool:
     """True for MixUp and CutMix: they blend labels, so they belong in the input pipeline, not the model."""
     return type(layer).__name__ in LABEL_MIXING
+
+
+def is_batch_level_spec(spec: Any) -> bool:
+    """True for an augment entry that builds a batch-level layer; the class is looked up without building
+    the layer, which would draw a seed (and take a name) and so shift the model's starting weights."""
+    import keras
+
+    cls = layer_class(spec)
+    return cls is not None and issubclass(cls, (keras.layers.MixUp, keras.layers.CutMix))
+
+
+def has_batch_level(augment: list[dict[str, Any]]) -> bool:
+    """Whether ``data.augment`` holds a batch-level layer (by the class it builds, so aliases count)."""
+    return any(is_batch_level_spec(spec) for spec in augment)
 
 
 def build_layers(augment: list[dict[str, Any]], *, seed: int | None, stats: dict[str, Any] | None,
@@ -342,125 +272,3 @@ def _shape_problems(layer: Any, spec: dict[str, Any], path: str, shape: tuple[in
         except RecipeError as e:
             return [Problem(path, p.message) for p in e.problems]
     return []
-
-
-# --------------------------------------------------------------------------- dlrecipe's own layers
-
-
-_KERAS_OBJECTS: dict[str, Any] = {}
-
-
-def register_keras_objects() -> dict[str, Any]:
-    """Define and register dlrecipe's augmentation layers with Keras (once).
-
-    Call it before ``keras.saving.load_model`` on a model that contains them
-    (``runs.register_layers`` does).
-
-    Returns:
-        ``{"FancyPCA": <class>, "ScaledGaussianNoise": <class>}`` (registered as ``dlrecipe>FancyPCA``, ...).
-    """
-    if _KERAS_OBJECTS:
-        return _KERAS_OBJECTS
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="dlrecipe")
-    class FancyPCA(keras.layers.Layer):
-        """AlexNet's PCA lighting noise: one random RGB shift per image along the principal colour axes.
-
-        In training, adds ``eigenvectors @ (alpha * sqrt(eigenvalues))`` to every pixel of an image, with
-        ``alpha ~ N(0, stddev)`` (3 values per image). The identity at inference.
-
-        Args:
-            stddev: standard deviation of ``alpha`` (AlexNet: 0.1).
-            eigenvalues: the 3 eigenvalues of the training pixels' RGB covariance.
-            eigenvectors: 3x3, its columns the matching eigenvectors.
-            seed: seed of the random weights.
-        """
-
-        def __init__(self, stddev: float = FANCY_PCA_STDDEV, eigenvalues: Any = (1.0, 1.0, 1.0),
-                     eigenvectors: Any = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), seed: int | None = None,
-                     **kwargs: Any):
-            super().__init__(**kwargs)
-            values = np.asarray(eigenvalues, dtype=np.float64)
-            vectors = np.asarray(eigenvectors, dtype=np.float64)
-            if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not 0 <= stddev <= 10:
-                raise ValueError(f"Expected stddev to be a number between 0 and 10 (AlexNet: 0.1). Received: "
-                                 f"stddev={stddev!r}")
-            if values.shape != (3,) or vectors.shape != (3, 3) or np.any(values < 0):
-                raise ValueError("Expected 3 non-negative eigenvalues and a 3x3 matrix of eigenvectors. Received: "
-                                 f"eigenvalues of shape {values.shape}, eigenvectors of shape {vectors.shape}")
-            self.stddev = float(stddev)
-            self.eigenvalues = values.tolist()
-            self.eigenvectors = vectors.tolist()
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-            # (alpha * sqrt(lambda)) @ V^T gives per image the RGB shift sum_i alpha_i sqrt(lambda_i) p_i.
-            self._basis = (np.sqrt(values)[:, None] * vectors.T).astype(np.float32)
-
-        def build(self, input_shape: Any) -> None:
-            if len(input_shape) != 4 or input_shape[-1] != 3:
-                raise ValueError("fancy_pca expects RGB image batches (batch, height, width, 3). Received: "
-                                 f"input_shape={tuple(input_shape)}")
-
-        def call(self, inputs: Any, training: bool | None = None) -> Any:
-            if not training:
-                return inputs
-            x = ops.cast(inputs, self.compute_dtype)
-            alpha = keras.random.normal((ops.shape(x)[0], 3), stddev=self.stddev, seed=self.seed_generator,
-                                        dtype=self.compute_dtype)
-            shift = ops.matmul(alpha, ops.cast(self._basis, self.compute_dtype))
-            return x + shift[:, None, None, :]
-
-        def compute_output_shape(self, input_shape: Any) -> Any:
-            return input_shape
-
-        def get_config(self) -> dict:
-            return {**super().get_config(), "stddev": self.stddev, "eigenvalues": self.eigenvalues,
-                    "eigenvectors": self.eigenvectors, "seed": self.seed}
-
-    @keras.saving.register_keras_serializable(package="dlrecipe")
-    class ScaledGaussianNoise(keras.layers.Layer):
-        """Additive Gaussian noise of standard deviation ``stddev * (high - low)``, clipped to ``value_range``.
-
-        Active in training only (the identity at inference). Works on inputs of any rank.
-
-        Args:
-            stddev: a fraction of the value range, between 0 and 1 (0.05 on 0..255 pixels: about 13 levels).
-            value_range: ``[low, high]`` of the raw inputs (default ``[0, 255]``).
-            seed: seed of the noise.
-        """
-
-        def __init__(self, stddev: float = 0.05, value_range: Any = (0, 255), seed: int | None = None, **kwargs: Any):
-            super().__init__(**kwargs)
-            if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not 0 <= stddev <= 1:
-                raise ValueError(f"Expected stddev to be a fraction of the value range, between 0 and 1. Received: "
-                                 f"stddev={stddev!r}")
-            if (not isinstance(value_range, (list, tuple)) or len(value_range) != 2
-                    or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value_range)
-                    or value_range[0] >= value_range[1]):
-                raise ValueError(f"Expected value_range to be [low, high] with low < high. Received: "
-                                 f"value_range={value_range!r}")
-            self.stddev = float(stddev)
-            self.value_range = [float(v) for v in value_range]
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        def call(self, inputs: Any, training: bool | None = None) -> Any:
-            if not training or self.stddev == 0:
-                return inputs
-            x = ops.cast(inputs, self.compute_dtype)
-            low, high = self.value_range
-            noise = keras.random.normal(ops.shape(x), stddev=self.stddev * (high - low), seed=self.seed_generator,
-                                        dtype=self.compute_dtype)
-            return ops.clip(x + noise, low, high)
-
-        def compute_output_shape(self, input_shape: Any) -> Any:
-            return input_shape
-
-        def get_config(self) -> dict:
-            return {**super().get_config(), "stddev": self.stddev, "value_range": self.value_range,
-                    "seed": self.seed}
-
-    _KERAS_OBJECTS.update(FancyPCA=FancyPCA, ScaledGaussianNoise=ScaledGaussianNoise)
-    return _KERAS_OBJECTS

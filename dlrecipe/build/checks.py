@@ -13,16 +13,12 @@ from typing import Any
 
 import keras
 
-from dlrecipe.build import augment, resolve
-from dlrecipe.build.model import build_model, check_output, clean_path, expand_layers
+from dlrecipe.build import augment, resolve, schedules
+from dlrecipe.build.compile import finalize
+from dlrecipe.build.model import build_layer, build_model, check_output, clean_path, expand_layers
 from dlrecipe.errors import Problem, RecipeError, is_within
-from dlrecipe.layers import schedules
 from dlrecipe.recipe.schema import Recipe
 from dlrecipe.tasks import segmentation
-
-DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error",
-                "segmentation": "sparse_categorical_crossentropy"}  # segmentation: per pixel, averaged
-DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mean_absolute_error"]}
 
 
 def _collect(problems: list[Problem], fn, *args) -> Any:
@@ -50,7 +46,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
     defaults = {}
     if isinstance(model.get("defaults"), dict) and not _blocked("model.defaults", structural):
         if _collect(problems, resolve.resolve_defaults, model["defaults"]) is not None:
-            defaults = model["defaults"]  # resolved again per layer (see resolve.build_layer)
+            defaults = model["defaults"]  # resolved again per layer (see model.build_layer)
     layers = model.get("layers")
     if isinstance(layers, list):
         # Each layer is checked unless a structural problem already sits on it.
@@ -64,7 +60,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
                 if clean in seen or _blocked(clean, structural):
                     continue
                 seen.add(clean)
-                _collect(problems, resolve.build_layer, sub, clean, defaults)
+                _collect(problems, build_layer, sub, clean, defaults)
     for i, spec in enumerate(data.get("augment") or []):
         if isinstance(spec, dict) and not _blocked(f"data.augment[{i}]", structural):
             _collect(problems, augment.build_layer, spec, f"data.augment[{i}]")
@@ -103,34 +99,6 @@ class Built:
     loss: Any
     metrics: list[Any]
     callbacks: list[keras.callbacks.Callback]
-
-
-def finalize(recipe: Recipe, task: str, n_classes: int | None = None) -> Recipe:
-    """The recipe with the task's default loss and metrics written in (nothing hidden).
-
-    Segmentation's default metrics are pixel accuracy and, when ``n_classes`` is known,
-    ``{type: MeanIoU, num_classes: n, sparse_y_pred: false, name: mean_iou}``.
-    With a batch-level augmentation (MixUp, CutMix) a sparse loss or metric becomes its categorical
-    counterpart, since the labels are then fed one-hot (``pipeline.switch_loss``); so do sparse metrics
-    when the loss is a categorical one (``pipeline.dense_loss``), which also gets one-hot labels.
-    """
-    train = recipe.train
-    update = {}
-    if train.loss is None:
-        update["loss"] = DEFAULT_LOSS.get(task, "mean_squared_error")
-    if train.metrics is None:
-        if task == segmentation.SEGMENTATION:
-            update["metrics"] = segmentation.default_metrics(n_classes)
-        else:
-            update["metrics"] = DEFAULT_METRICS.get(task, [])
-    if update:
-        train = train.model_copy(update=update)
-    from dlrecipe.data.pipeline import switch_loss, wants_one_hot
-    if task == "classification" and wants_one_hot(recipe):
-        train = switch_loss(train, task)  # one-hot (or MixUp/CutMix's mixed) labels: see dlrecipe.pipeline
-    if train is recipe.train:
-        return recipe
-    return recipe.model_copy(update={"train": train})
 
 
 def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any], *, task: str,

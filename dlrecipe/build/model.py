@@ -16,9 +16,8 @@ from typing import Any
 
 import keras
 
-from dlrecipe.build import augment, resolve
-from dlrecipe.data import preprocess
-from dlrecipe.errors import RecipeError, join_path
+from dlrecipe.build import augment, blocks, preprocessing, resolve
+from dlrecipe.errors import RecipeError, join_path, keras_reason
 from dlrecipe.recipe.schema import Recipe
 
 INPUT_NAME = "inputs"
@@ -99,6 +98,34 @@ def clean_path(path: str) -> str:
     return path.split(" (copy")[0]
 
 
+def build_layer(spec: dict[str, Any], path: str, defaults: dict[str, Any]) -> keras.layers.Layer:
+    """One layer of ``model.layers``: a Keras layer or a dlrecipe block, from ``{type: Name, **args}``.
+
+    ``defaults`` (``model.defaults`` as written in the recipe) fill arguments the layer accepts and
+    the spec leaves out. They are resolved again for every layer: a Keras initializer without a seed
+    draws its seed when it is created, so one shared instance would give same-shaped layers identical
+    starting weights.
+
+    Example:
+        >>> build_layer({"type": "residual", "filters": 64}, "model.layers[3]", {"kernel_initializer": "he_normal"})
+    """
+    kind, args = resolve.split_type(spec, path)
+    args.pop("inputs", None)
+    # Only the defaults this layer takes are resolved: an unused initializer would still draw a seed
+    # and shift every later layer's random numbers away from the same model written by hand.
+    if kind in blocks.BLOCKS:
+        accepted = blocks.accepted_args(kind)
+        return blocks.BLOCKS[kind](args, path, resolve.resolve_defaults({k: v for k, v in defaults.items()
+                                                                           if k in accepted}))
+    return resolve.keras_layer(kind, args, path, defaults, _block_hint(kind))
+
+
+def _block_hint(kind: str) -> str:
+    if kind in augment.ALIASES:
+        return f" ({kind} is an augmentation: put it in data.augment, not model.layers)"
+    return "" if kind[:1].isupper() else " (Keras layers are CamelCase; dlrecipe blocks lower_snake_case)"
+
+
 def augmentation_layers(recipe: Recipe, stats: dict[str, Any], input_shape: tuple[int, ...],
                         task: str | None = None) -> list[keras.layers.Layer]:
     """The model's augmentation layers (see ``augment``); they act on training batches only.
@@ -130,7 +157,7 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
     x = inputs
     for layer in augmentation_layers(recipe, stats, shape, task):
         x = layer(x)
-    for layer in preprocess.keras_layers(stats):
+    for layer in preprocessing.keras_layers(stats):
         x = layer(x)
     built = _construct_all(expand_layers(recipe.model.layers, "model.layers"), recipe.model.defaults)
     outputs: dict[str, Any] = {INPUT_NAME: x}
@@ -150,7 +177,7 @@ def build_model(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, A
         except Exception as e:
             got = getattr(arg, "shape", None) if not isinstance(arg, list) else [a.shape for a in arg]
             raise RecipeError.one(clean_path(path), f"{spec['type']} cannot take its input of shape {got}: "
-                                  f"{resolve.keras_reason(e)}") from e
+                                  f"{keras_reason(e)}") from e
         outputs[layer.name] = x
         if paths is not None:
             paths[layer.name] = path
@@ -162,7 +189,7 @@ def _construct_all(items: list[tuple[str, dict[str, Any]]], defaults: dict[str, 
     built, problems = [], []
     for path, spec in items:
         try:
-            built.append((path, spec, resolve.build_layer(spec, clean_path(path), defaults)))
+            built.append((path, spec, build_layer(spec, clean_path(path), defaults)))
         except RecipeError as e:
             problems.extend(e.problems)
     if problems:

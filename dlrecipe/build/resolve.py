@@ -6,7 +6,7 @@ registries, so every name Keras knows works and nothing is re-typed here.
 Errors carry the recipe path, Keras's reason and a "did you mean".
 
 Example:
-    >>> layer = build_layer({"type": "Dense", "units": 10}, "model.layers[0]", {})
+    >>> layer = keras_layer("Dense", {"units": 10}, "model.layers[0]", {})
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import keras
 
-from dlrecipe.errors import RecipeError, join_path, suggest
+from dlrecipe.errors import RecipeError, join_path, keras_reason, suggest
 
 NESTED_SUFFIXES = {
     "_initializer": keras.initializers,
@@ -38,16 +38,11 @@ MANAGED_CALLBACKS = {
 }
 
 
-def _fail(path: str, message: str, cause: BaseException | None = None) -> RecipeError:
+def recipe_error(path: str, message: str, cause: BaseException | None = None) -> RecipeError:
+    """A RecipeError at ``path`` caused by ``cause`` (Keras's exception), to ``raise ... from cause``."""
     err = RecipeError.one(path, message)
     err.__cause__ = cause
     return err
-
-
-def keras_reason(e: BaseException) -> str:
-    """Keras's own message, first lines only, without its long advice."""
-    text = " ".join(str(e).strip().splitlines()[:3]).strip() or type(e).__name__
-    return text if len(text) < 400 else text[:400] + "..."
 
 
 @functools.cache
@@ -114,13 +109,14 @@ def construct(cls: type, args: dict[str, Any], path: str) -> Any:
         raise
     except Exception as e:  # Keras validates in constructors with ValueError/TypeError
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if not hasattr(v, "get_config"))
-        raise _fail(path, f"{cls.__name__}({shown}) was refused by Keras: {keras_reason(e)}", e) from e
+        raise recipe_error(path, f"{cls.__name__}({shown}) was refused by Keras: {keras_reason(e)}", e) from e
 
 
 def split_type(spec: dict[str, Any], path: str) -> tuple[str, dict[str, Any]]:
     kind = spec.get("type")
     if not isinstance(kind, str):
-        raise _fail(join_path(path, "type"), f"Received: {spec!r}. Expected a mapping with 'type:' naming a Keras class.")
+        raise recipe_error(join_path(path, "type"), f"Received: {spec!r}. Expected a mapping with 'type:' naming a "
+                           "Keras class.")
     return kind, {k: v for k, v in spec.items() if k != "type"}
 
 
@@ -131,7 +127,7 @@ def _by_name(kind: str, table: dict[str, Any], path: str, what: str, docs: str =
     what, _, note = what.partition(" (")
     hint = f" ({note}{hint}" if note else hint
     known = f" Known: {', '.join(sorted(table))}." if len(table) <= 40 else f" See {docs} for all of them." if docs else ""
-    raise _fail(join_path(path, "type"), f"Unknown {what} '{kind}'.{hint}{known}")
+    raise recipe_error(join_path(path, "type"), f"Unknown {what} '{kind}'.{hint}{known}")
 
 
 # --- nested objects: initializers, regularizers, constraints, activations ------------------------------
@@ -155,9 +151,9 @@ def nested(module: Any, value: Any, path: str) -> Any:
         try:
             return module.get(value)
         except Exception as e:
-            raise _fail(path, f"Unknown {what} '{value}'.{suggest(value, _registry_names(module))} Use a Keras "
-                        f"name such as {_examples(what)} or a mapping with 'type:'.", e) from e
-    raise _fail(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
+            raise recipe_error(path, f"Unknown {what} '{value}'.{suggest(value, _registry_names(module))} Use a Keras "
+                               f"name such as {_examples(what)} or a mapping with 'type:'.", e) from e
+    raise recipe_error(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
 
 
 def _examples(what: str) -> str:
@@ -173,10 +169,11 @@ def activation(value: Any, path: str) -> Any:
             keras.activations.get(value)
         except Exception as e:
             names = _registry_names(keras.activations)
-            raise _fail(path, f"Unknown activation '{value}'.{suggest(value, names)} Known: {', '.join(names)}.", e) from e
+            raise recipe_error(path, f"Unknown activation '{value}'.{suggest(value, names)} Known: "
+                               f"{', '.join(names)}.", e) from e
         return value  # keep the string: it serializes by name
-    raise _fail(path, f"Received: {value!r}. Expected an activation name such as 'relu'; for an activation with "
-                "arguments use a layer, e.g. {type: LeakyReLU, negative_slope: 0.1}.")
+    raise recipe_error(path, f"Received: {value!r}. Expected an activation name such as 'relu'; for an activation with "
+                       "arguments use a layer, e.g. {type: LeakyReLU, negative_slope: 0.1}.")
 
 
 def resolve_nested_args(args: dict[str, Any], path: str) -> dict[str, Any]:
@@ -202,32 +199,17 @@ def applicable_defaults(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in defaults.items() if k in accepted}
 
 
-def build_layer(spec: dict[str, Any], path: str, defaults: dict[str, Any]) -> keras.layers.Layer:
-    """A Keras layer (or dlrecipe block) from ``{type: Name, **args}``.
+def keras_layer(kind: str, args: dict[str, Any], path: str, defaults: dict[str, Any], hint: str = "") -> Any:
+    """The Keras layer class ``kind`` built from recipe ``args``, ``defaults`` filling what it accepts.
 
-    ``defaults`` (``model.defaults`` as written in the recipe) fill arguments the layer accepts and
-    the spec leaves out. They are resolved again for every layer: a Keras initializer without a seed
-    draws its seed when it is created, so one shared instance would give same-shaped layers identical
-    starting weights.
+    ``hint`` is appended to the "Unknown layer type" message (a note on what ``kind`` might be instead).
+
+    Example:
+        >>> keras_layer("Dense", {"units": 10, "kernel_initializer": "he_normal"}, "model.layers[0]", {})
     """
-    kind, args = split_type(spec, path)
-    args.pop("inputs", None)
-    from dlrecipe.layers import blocks
-    # Only the defaults this layer takes are resolved: an unused initializer would still draw a seed
-    # and shift every later layer's random numbers away from the same model written by hand.
-    if kind in blocks.BLOCKS:
-        accepted = blocks.accepted_args(kind)
-        return blocks.build(kind, args, path, resolve_defaults({k: v for k, v in defaults.items() if k in accepted}))
-    cls = _by_name(kind, layer_classes(), path, "layer type" + _block_hint(kind), "https://keras.io/api/layers/")
+    cls = _by_name(kind, layer_classes(), path, "layer type" + hint, "https://keras.io/api/layers/")
     merged = {**resolve_defaults(applicable_defaults(cls, defaults)), **resolve_nested_args(args, path)}
     return construct(cls, merged, path)
-
-
-def _block_hint(kind: str) -> str:
-    from dlrecipe.build.augment import ALIASES
-    if kind in ALIASES:
-        return f" ({kind} is an augmentation: put it in data.augment, not model.layers)"
-    return "" if kind[:1].isupper() else " (Keras layers are CamelCase; dlrecipe blocks lower_snake_case)"
 
 
 def resolve_defaults(defaults: dict[str, Any], path: str = "model.defaults") -> dict[str, Any]:
@@ -249,9 +231,9 @@ def _get_or_construct(getter: Callable, module: Any, base: type, value: Any, pat
         except Exception as e:
             # lower-case names first: 'acuracy' should suggest 'accuracy', not the exact-match Accuracy class
             names = [*extra_names, *(n for n in _registry_names(module) if n[:1].islower()), *_classes(module, base)]
-            raise _fail(path, f"Unknown {what} '{value}'.{suggest(value, names)}", e) from e
+            raise recipe_error(path, f"Unknown {what} '{value}'.{suggest(value, names)}", e) from e
         return value  # Keras resolves strings itself in compile (e.g. 'accuracy' by the loss)
-    raise _fail(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
+    raise recipe_error(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
 
 
 def loss(value: Any, path: str = "train.loss") -> Any:
@@ -275,16 +257,16 @@ def optimizer(value: Any, learning_rate: Any, path: str = "train.optimizer") -> 
         lowered = {n.lower(): n for n in table if n not in ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")}
         name = lowered.get(value.lower().replace("_", ""))
         if name is None:
-            raise _fail(path, f"Unknown optimizer '{value}'.{suggest(value.lower(), lowered)} Known: "
-                        f"{', '.join(sorted(lowered))} (or the class names, e.g. {{type: SGD, momentum: 0.9}}).")
+            raise recipe_error(path, f"Unknown optimizer '{value}'.{suggest(value.lower(), lowered)} Known: "
+                               f"{', '.join(sorted(lowered))} (or the class names, e.g. {{type: SGD, momentum: 0.9}}).")
         kind, args = name, {}
     else:
         kind, args = split_type(value, path)
     cls = _by_name(kind, table, path, "optimizer")
     if learning_rate is not None:
         if "learning_rate" in args:
-            raise _fail(join_path(path, "learning_rate"), "The learning rate is set twice: here and in "
-                        "train.learning_rate. Keep train.learning_rate.")
+            raise recipe_error(join_path(path, "learning_rate"), "The learning rate is set twice: here and in "
+                               "train.learning_rate. Keep train.learning_rate.")
         args["learning_rate"] = learning_rate
     return construct(cls, args, path)
 
@@ -300,7 +282,7 @@ def keras_schedule(value: dict[str, Any], path: str = "train.learning_rate") -> 
 def callback(value: dict[str, Any], path: str) -> keras.callbacks.Callback:
     kind, args = split_type(value, path)
     if kind in MANAGED_CALLBACKS:
-        raise _fail(join_path(path, "type"), f"{kind} is not available in a recipe: {MANAGED_CALLBACKS[kind]}.")
+        raise recipe_error(join_path(path, "type"), f"{kind} is not available in a recipe: {MANAGED_CALLBACKS[kind]}.")
     table = {n: c for n, c in _classes(keras.callbacks, keras.callbacks.Callback).items()
              if n not in MANAGED_CALLBACKS and n not in ("Callback", "CallbackList")}
     cls = _by_name(kind, table, path, "callback")

@@ -1,15 +1,8 @@
 """Linear learning-rate scaling with the number of replicas (Goyal et al., 2017).
 
-``runtime.scale_learning_rate: linear`` multiplies every rate of
-``train.learning_rate`` by the number of replicas the run trains on (devices of
-a strategy, processes of ``--workers N``): a number, the ``initial``/``max``/
-``final``/``values`` of a dlrecipe schedule, the rate arguments of a Keras
-schedule, or, when the recipe gives none, the optimizer's own rate. It pairs
-with a ``batch_size`` grown with the replicas (the rule: k times the batch,
-k times the rate); warm-up (``warmup_epochs``) is the paper's companion.
-
-The recipe written to the run folder keeps the base rates and the option, so
-training it again on as many replicas gives the same rates.
+``runtime.scale_learning_rate: linear`` multiplies every rate of ``train.learning_rate`` (a number, a
+dlrecipe schedule's ``initial``/``max``/``final``/``values``, a Keras schedule's rate arguments, or the
+optimizer's own rate) by the replicas the run trains on. The run folder's recipe keeps the base rates.
 
 Example:
     >>> scaled(recipe, 4).train.learning_rate   # runtime.scale_learning_rate: linear, learning_rate: 0.1

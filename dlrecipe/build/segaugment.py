@@ -1,33 +1,13 @@
 """Augmentation for segmentation: geometric layers move image and mask together, photometric ones touch the image.
 
-For ``task: segmentation`` the ``data.augment`` layers are not model layers (a
-model layer never sees the masks): they run in the ``tf.data`` training
-pipeline (``pipeline.fit_inputs``), on TensorFlow and JAX alike, in the
-recipe's order, on training batches only; validation, evaluation, prediction
-and the exported model see the images as they are. Each layer is one of:
-
-* **geometric** (``GEOMETRIC``): called on ``{"images": x, "segmentation_masks":
-  m}``; Keras 3.15 applies the same random transform to both, the masks with
-  nearest-neighbour interpolation, so every mask pixel stays a class index.
-  Pixels that come in from outside the image follow the layer's ``fill_mode``
-  in the mask as in the image (``reflect`` by default); with ``fill_mode:
-  constant`` (and always for RandomPerspective) they take ``fill_value``, which
-  must then be 0 so that they are background (class 0).
-* **photometric** (``PHOTOMETRIC``): called on the images alone; the masks are
-  unchanged.
-
-Refused at ``data.augment[i]`` (``validate`` and ``train`` exit 2): layers
-that change the image size (the model predicts at the input's size),
-RandomElasticTransform (Keras 3.15 draws a new displacement field for the
-masks, so they would no longer match the image; checked), MixUp and CutMix
-(they mix the labels of classification), and every layer not in the two
-lists (not checked against masks). Layers that are not Keras data layers
-(dlrecipe's ``gaussian_noise`` and ``fancy_pca``, Keras's GaussianNoise) use
-the backend's ops, so inside ``tf.data`` they need the TensorFlow backend.
-
-The masks enter the layers as float32 ``(N, H, W, 1)`` and leave rounded, as
-int32 ``(N, H, W)``. Layers are built by ``augment.build_layers``, so they
-have the same derived seeds as in a model and a run repeats its batches.
+For ``task: segmentation`` the ``data.augment`` layers run in the ``tf.data`` training pipeline
+(``pipeline.fit_inputs``), never in the model, which never sees the masks. Geometric layers
+(``GEOMETRIC``) get ``{"images": x, "segmentation_masks": m}``: Keras 3.15 applies one random transform
+to both, the masks with nearest-neighbour interpolation, so a mask pixel stays a class index (new
+pixels take ``fill_value``, which must then be 0, the background). Photometric layers (``PHOTOMETRIC``)
+get the images alone. Every other layer is refused at ``data.augment[i]`` (``problems``). Masks enter
+as float32 ``(N, H, W, 1)`` and leave rounded, as int32 ``(N, H, W)``; the layers come from
+``augment.build_layers``, with the same derived seeds as in a model.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Two kinds of data reach this module:
 Batch-level augmentations (``keras.layers.MixUp``, ``keras.layers.CutMix``)
 mix images *and labels* across a batch, so they cannot be model layers (a
 model layer never sees the labels). They run in the pipeline's batch map on
-training batches only, with one-hot labels; :func:`switch_loss` gives the
+training batches only, with one-hot labels; ``build.compile.switch_loss`` gives the
 recipe the categorical counterpart of its loss. A categorical loss named in the
 recipe (``CategoricalCrossentropy`` with ``label_smoothing``) gets one-hot labels
 too, in every split, and sparse metrics become their categorical forms. The other augmentation layers
@@ -38,20 +38,12 @@ from typing import Any, Callable, Iterator
 import keras
 import numpy as np
 
+from dlrecipe.build.augment import has_batch_level, is_batch_level_spec
+from dlrecipe.build.compile import wants_one_hot
 from dlrecipe.errors import RecipeError
 
 STREAMED_SOURCES = ("image_dir", "tfds")
 BATCH_LEVEL = ("MixUp", "CutMix")
-_SPARSE_TO_DENSE = {
-    "sparse_categorical_crossentropy": "categorical_crossentropy",
-    "SparseCategoricalCrossentropy": "CategoricalCrossentropy",
-    "sparse_categorical_accuracy": "categorical_accuracy",
-    "SparseCategoricalAccuracy": "CategoricalAccuracy",
-    "sparse_top_k_categorical_accuracy": "top_k_categorical_accuracy",
-    "SparseTopKCategoricalAccuracy": "TopKCategoricalAccuracy",
-}
-DENSE_LOSSES = ("categorical_crossentropy", "CategoricalCrossentropy", "categorical_focal_crossentropy",
-                "CategoricalFocalCrossentropy", "categorical_hinge", "CategoricalHinge")
 
 
 # --------------------------------------------------------------------------- streamed data
@@ -129,61 +121,12 @@ def is_batch_level(layer: Any) -> bool:
     return isinstance(layer, (keras.layers.MixUp, keras.layers.CutMix))
 
 
-def is_batch_level_spec(spec: Any) -> bool:
-    """True for an augment entry that builds a batch-level layer; the class is looked up without building
-    the layer, which would draw a seed (and take a name) and so shift the model's starting weights."""
-    from dlrecipe.build import augment
-    cls = augment.layer_class(spec)
-    return cls is not None and issubclass(cls, (keras.layers.MixUp, keras.layers.CutMix))
-
-
 def batch_level_layers(specs: list[dict[str, Any]], seed: int) -> list[Any]:
     """The batch-level layers of ``data.augment``, built as ``augment.build_layer`` builds them (with the
     recipe's derived seed where they have none)."""
     from dlrecipe.build import augment
     return [augment.build_layer(spec, f"data.augment[{i}]", seed=seed, index=i)
             for i, spec in enumerate(specs) if is_batch_level_spec(spec)]
-
-
-def has_batch_level(augment: list[dict[str, Any]]) -> bool:
-    """Whether ``data.augment`` holds a batch-level layer (by the class it builds, so aliases count)."""
-    return any(is_batch_level_spec(spec) for spec in augment)
-
-
-def switch_loss(train, task: str):
-    """The ``train:`` section with one-hot-label counterparts of sparse losses and metrics.
-
-    MixUp and CutMix produce soft (mixed one-hot) labels, so a sparse loss cannot take them:
-    ``sparse_categorical_crossentropy`` becomes ``categorical_crossentropy`` (a mapping
-    ``{type: SparseCategoricalCrossentropy, ...}`` keeps its other arguments), and sparse
-    accuracy metrics their categorical forms. The resolved recipe shows the switch.
-    """
-    if task != "classification":
-        return train
-
-    def dense(value):
-        if isinstance(value, str):
-            return _SPARSE_TO_DENSE.get(value, value)
-        if isinstance(value, dict) and value.get("type") in _SPARSE_TO_DENSE:
-            return {**value, "type": _SPARSE_TO_DENSE[value["type"]]}
-        return value
-
-    update = {"loss": dense(train.loss if train.loss is not None else "sparse_categorical_crossentropy")}
-    if train.metrics is not None:
-        update["metrics"] = [dense(m) for m in train.metrics]
-    return train.model_copy(update=update)
-
-
-def dense_loss(loss) -> bool:
-    """Whether ``train.loss`` names a categorical loss that takes one-hot targets (e.g. for ``label_smoothing``)."""
-    name = loss.get("type") if isinstance(loss, dict) else loss
-    return name in DENSE_LOSSES
-
-
-def wants_one_hot(recipe) -> bool:
-    """Whether a classification recipe's labels go one-hot: a batch-level augmentation, or a categorical
-    (not sparse) loss such as ``{type: CategoricalCrossentropy, label_smoothing: 0.1}``."""
-    return has_batch_level(recipe.data.augment) or dense_loss(recipe.train.loss)
 
 
 def one_hot_labels(recipe, n_classes: int | None) -> bool:

@@ -1,9 +1,10 @@
 """Fitted input normalization: statistics from the training split, applied alike everywhere.
 
 ``fit`` computes JSON-able statistics from ``x_train`` only (NumPy, float64
-accumulation). ``apply_numpy`` is the reference transform; ``keras_layers``
-builds Keras layers that compute exactly the same thing inside a model, so
-evaluation and the exported model normalize as training did.
+accumulation). ``apply_numpy`` is the reference transform;
+``dlrecipe.build.preprocessing.keras_layers`` builds Keras layers that compute
+exactly the same thing inside a model, so evaluation and the exported model
+normalize as training did.
 
 Kinds:
     none: the inputs as float32.
@@ -37,13 +38,7 @@ Stored (``stored``): ``preprocessing.json`` holds every statistic, except the
 2-D matrices (ZCA's ``matrix``, PCA's ``components``), which go to
 ``preprocessing.npz`` beside it (float32; the JSON names the file and key).
 
-The per-feature and per-channel kinds become ``keras.layers.Normalization``
-with the fitted mean and variance; ``gcn`` is the small serializable layer
-``dlrecipe>GlobalContrastNormalization``; ZCA and PCA are ``Flatten``, a centring
-``Normalization`` (variance 1) and a frozen bias-free ``Dense`` holding the
-matrix (plus ``Reshape`` back to the example's shape for ZCA): Keras layers only,
-so they save, load and export like the rest of the model. This module imports Keras only
-inside ``keras_layers`` and ``register_keras_objects``.
+This module imports no Keras (the layers: ``dlrecipe.build.preprocessing``).
 """
 
 from __future__ import annotations
@@ -53,13 +48,13 @@ from typing import Any
 
 import numpy as np
 
+from dlrecipe.build.preprocessing import EPSILON, normalization_args, safe_scale
 from dlrecipe.errors import RecipeError, suggest
 
 KINDS = ("none", "rescale", "minmax", "standardize", "per_channel", "gcn", "zca")
 ZCA_EPSILON = 1e-2  # times the mean eigenvalue of the training covariance
 MAX_COVARIANCE_FEATURES = 4096  # ZCA and PCA: a 4096 x 4096 float64 covariance is 128 MiB
 ARRAYS_FILE = "preprocessing.npz"
-EPSILON = 1e-7  # equal to keras.backend.epsilon(), which Normalization uses as the smallest divisor
 GCN_EPSILON = 1e-7
 _CHUNK_VALUES = 1 << 22  # values per float64 chunk while fitting (32 MiB)
 
@@ -99,11 +94,11 @@ def fit(kind: str, x_train: np.ndarray) -> dict:
     per_channel = kind == "per_channel"
     mean, std = _moments(x, per_channel)
     axis = [x.ndim - 1] if per_channel else list(range(1, x.ndim))
-    return {"kind": kind, "axis": axis, "mean": mean.tolist(), "std": _safe(std).tolist()}
+    return {"kind": kind, "axis": axis, "mean": mean.tolist(), "std": safe_scale(std).tolist()}
 
 
 def apply_numpy(stats: dict, x: np.ndarray) -> np.ndarray:
-    """Apply fitted statistics with NumPy: the reference for ``keras_layers``.
+    """Apply fitted statistics with NumPy: the reference for ``build.preprocessing.keras_layers``.
 
     Args:
         stats: what ``fit`` returned (possibly read back from JSON).
@@ -131,100 +126,12 @@ def _normalize_numpy(stats: dict, x: np.ndarray) -> np.ndarray:
         return out
     if kind == "gcn":
         return _gcn_numpy(out, float(stats["epsilon"]))
-    center, variance, axis = _normalization_args(stats)
+    center, variance, axis = normalization_args(stats)
     shape = _broadcast_shape(stats, center, axis, out)
     # The same float32 steps as keras.layers.Normalization: (x - mean) / maximum(sqrt(variance), epsilon).
     out -= center.astype(np.float32).reshape(shape)
     out /= np.maximum(np.sqrt(variance.astype(np.float32)), np.float32(EPSILON)).reshape(shape)
     return out
-
-
-def keras_layers(stats: dict) -> list:
-    """Keras 3 layers that compute ``apply_numpy(stats, x)`` inside a model.
-
-    The layers compute in float32 (also under a mixed-precision policy) and
-    are named ``preprocessing_<kind>``.
-
-    Args:
-        stats: what ``fit`` returned.
-
-    Returns:
-        A list of layers (empty for ``none`` without ``pca``).
-    """
-    layers = _normalization_layers(stats)
-    if stats.get("pca"):
-        pca = stats["pca"]
-        layers += _projection_layers("preprocessing_pca", pca["mean"], pca["components"], None)
-    return layers
-
-
-def _normalization_layers(stats: dict) -> list:
-    import keras
-
-    kind = stats["kind"]
-    name = f"preprocessing_{kind}"
-    if kind == "none":
-        return []
-    if kind == "rescale":
-        return [keras.layers.Rescaling(scale=float(stats["scale"]), offset=float(stats["offset"]),
-                                       name=name, dtype="float32")]
-    if kind == "zca":
-        return _projection_layers(name, stats["mean"], stats["matrix"], tuple(stats["shape"]))
-    if kind == "gcn":
-        layer_cls = register_keras_objects()["GlobalContrastNormalization"]
-        return [layer_cls(epsilon=float(stats["epsilon"]), name=name, dtype="float32")]
-    center, variance, axis = _normalization_args(stats)
-    return [keras.layers.Normalization(axis=tuple(axis), mean=center.tolist(), variance=variance.tolist(),
-                                       name=name, dtype="float32")]
-
-
-_KERAS_OBJECTS: dict[str, Any] = {}
-
-
-def register_keras_objects() -> dict[str, Any]:
-    """Define and register dlrecipe's preprocessing layers with Keras (once).
-
-    Call it before ``keras.saving.load_model`` on a model that contains
-    them (``keras_layers`` calls it too); the result can also be passed as
-    ``custom_objects``.
-
-    Returns:
-        ``{"GlobalContrastNormalization": <class>}``.
-    """
-    if _KERAS_OBJECTS:
-        return _KERAS_OBJECTS
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="dlrecipe")
-    class GlobalContrastNormalization(keras.layers.Layer):
-        """Per example: subtract its mean, divide by its standard deviation plus ``epsilon``.
-
-        Statistics are taken over all axes but the batch axis.
-
-        Args:
-            epsilon: added to the standard deviation, so a constant example maps to 0.
-        """
-
-        def __init__(self, epsilon: float = GCN_EPSILON, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.epsilon = float(epsilon)
-
-        def call(self, inputs: Any) -> Any:
-            x = ops.cast(inputs, self.compute_dtype)
-            axes = tuple(range(1, len(x.shape)))
-            centered = x - ops.mean(x, axis=axes, keepdims=True)
-            std = ops.sqrt(ops.mean(ops.square(centered), axis=axes, keepdims=True))
-            return centered / (std + self.epsilon)
-
-        def compute_output_shape(self, input_shape: Any) -> Any:
-            return input_shape
-
-        def get_config(self) -> dict:
-            return {**super().get_config(), "epsilon": self.epsilon}
-
-    _KERAS_OBJECTS["GlobalContrastNormalization"] = GlobalContrastNormalization
-    return _KERAS_OBJECTS
 
 
 # --------------------------------------------------------------------------- helpers
@@ -236,11 +143,6 @@ def _fixed(kind: str) -> dict:
     if kind == "gcn":
         return {"kind": "gcn", "epsilon": GCN_EPSILON}
     return {"kind": "none"}
-
-
-def _safe(scale: np.ndarray) -> np.ndarray:
-    """A divisor per feature: ``scale``, or 1 where it is (near) zero."""
-    return np.where(scale < EPSILON, 1.0, scale)
 
 
 def _chunks(x: np.ndarray) -> range:
@@ -291,7 +193,7 @@ def _fit_batches(kind: str, batches) -> dict:
     per_channel = kind == "per_channel"
     mean, std = _merge_moments(all_batches(), per_channel, first.ndim)
     axis = [first.ndim - 1] if per_channel else list(range(1, first.ndim))
-    return {"kind": kind, "axis": axis, "mean": mean.tolist(), "std": _safe(std).tolist()}
+    return {"kind": kind, "axis": axis, "mean": mean.tolist(), "std": safe_scale(std).tolist()}
 
 
 def _moments(x: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -324,19 +226,6 @@ def _merge_moments(chunks, per_channel: bool, ndim: int) -> tuple[np.ndarray, np
         count = total
     assert mean is not None and m2 is not None
     return mean, np.sqrt(m2 / count)
-
-
-def _normalization_args(stats: dict) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(mean, variance, axis) for ``keras.layers.Normalization``, float64."""
-    kind = stats["kind"]
-    if kind == "minmax":
-        low, high = np.asarray(stats["min"], np.float64), np.asarray(stats["max"], np.float64)
-        center, scale = low, _safe(high - low)
-    elif kind in ("standardize", "per_channel"):
-        center, scale = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
-    else:
-        raise ValueError(f"Unknown normalization statistics of kind {kind!r}; expected one of {KINDS}.")
-    return center, np.square(scale), [int(a) for a in stats["axis"]]
 
 
 def _broadcast_shape(stats: dict, center: np.ndarray, axis: list[int], x: np.ndarray) -> tuple[int, ...]:
@@ -463,24 +352,6 @@ def _project(x: np.ndarray, mean: Any, matrix: Any) -> np.ndarray:
     for start in range(0, len(flat), step):
         np.matmul(flat[start:start + step] - center, weights, out=out[start:start + step])
     return out
-
-
-def _projection_layers(name: str, mean: Any, matrix: Any, shape: tuple[int, ...] | None) -> list:
-    """Flatten, centre, multiply by the frozen ``matrix`` (and reshape to ``shape``): Keras layers only."""
-    import keras
-
-    weights = np.asarray(matrix, dtype=np.float32)
-    center = np.asarray(mean, dtype=np.float32)
-    dense = keras.layers.Dense(weights.shape[1], use_bias=False, trainable=False, name=name, dtype="float32")
-    dense.build((None, weights.shape[0]))
-    dense.set_weights([weights])
-    layers = [keras.layers.Flatten(name=f"{name}_flatten", dtype="float32"),
-              keras.layers.Normalization(axis=-1, mean=center.tolist(), variance=[1.0] * len(center),
-                                         name=f"{name}_center", dtype="float32"),
-              dense]
-    if shape is not None:
-        layers.append(keras.layers.Reshape(shape, name=f"{name}_reshape", dtype="float32"))
-    return layers
 
 
 # --------------------------------------------------------------------------- the data section as a whole

@@ -397,7 +397,8 @@ def inspect_init(loaded: LoadedRecipe, batch: int = 256) -> InitReport:
     Raises:
         RecipeError: bad data or recipe, each problem with its path.
     """
-    from dlrecipe.build.checks import build_all, finalize
+    from dlrecipe.build.checks import build_all
+    from dlrecipe.build.compile import finalize
     from dlrecipe.data import pipeline
     from dlrecipe.train.runtime import seed_everything, set_precision
 
@@ -491,7 +492,7 @@ def activation_name(layer: keras.layers.Layer) -> str | None:
     Blocks are not looked into: their output is not always their activation's (batch norm or a
     residual sum may follow it).
     """
-    from dlrecipe.layers.blocks import Block
+    from dlrecipe.layers.blocks.base import Block
 
     if isinstance(layer, Block):
         return None

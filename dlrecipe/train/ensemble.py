@@ -51,7 +51,8 @@ import numpy as np
 
 from dlrecipe import runs
 from dlrecipe.build import resolve
-from dlrecipe.build.checks import finalize
+from dlrecipe.build.compile import finalize
+from dlrecipe.build.preprocessing import keras_layers
 from dlrecipe.data import pipeline, preprocess
 from dlrecipe.errors import RecipeError
 from dlrecipe.io import dump_yaml, write_json, write_text
@@ -65,7 +66,7 @@ MEMBER_JSON = "member.json"
 FOLD_JSON = "fold.json"
 CV_JSON = "cv.json"
 CV_CSV = "cv.csv"
-PREPROCESSING_PREFIX = "preprocessing_"  # the name of the normalization layers (see preprocess.keras_layers)
+PREPROCESSING_PREFIX = "preprocessing_"  # the name of the normalization layers (see build.preprocessing.keras_layers)
 
 
 @dataclass
@@ -145,7 +146,7 @@ def build_ensemble(members: list[keras.Model], stats: dict, name: str) -> keras.
     shape = tuple(members[0].inputs[0].shape[1:])
     inputs = keras.Input(shape=shape, name="raw_inputs", dtype="float32")
     x = inputs
-    for layer in preprocess.keras_layers(stats):
+    for layer in keras_layers(stats):
         x = layer(x)
     outputs = [_without_preprocessing(m, f"member_{i}")(x) for i, m in enumerate(members, 1)]
     averaged = keras.layers.Average(name="ensemble_average", dtype="float32")(outputs)

@@ -25,7 +25,8 @@ import numpy as np
 
 from dlrecipe import runs
 from dlrecipe.build import scaling
-from dlrecipe.build.checks import build_all, finalize
+from dlrecipe.build.checks import build_all
+from dlrecipe.build.compile import finalize
 from dlrecipe.data import pipeline, preprocess
 from dlrecipe.errors import RecipeError, Stopped, is_within, join_path
 from dlrecipe.io import dump_yaml, write_json, write_text

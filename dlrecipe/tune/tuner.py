@@ -45,7 +45,8 @@ import keras
 import keras_tuner as kt
 
 from dlrecipe.build import scaling
-from dlrecipe.build.checks import build_all, finalize
+from dlrecipe.build.checks import build_all
+from dlrecipe.build.compile import finalize
 from dlrecipe.data import loading as datamod
 from dlrecipe.data import pipeline
 from dlrecipe.errors import RecipeError
