@@ -401,8 +401,8 @@ def jit_warnings(model, paths: dict[str, str], recipe) -> list[str]:
     import keras
 
     from dlrecipe.build import augment
-    from dlrecipe.layers.jit import JAX_JIT_OK
     from dlrecipe.build.model import clean_path
+    from dlrecipe.layers.jit import JAX_JIT_OK
     cfg = recipe.runtime
     if cfg.jit_compile is not True:
         return []
