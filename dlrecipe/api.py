@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlrecipe.backend import import_keras_quietly
+from dlrecipe.build.safety import allow_artifacts as allow
 from dlrecipe.errors import Problem, Problems, RecipeError
 from dlrecipe.recipe.loader import LoadedRecipe, load_recipe
 
@@ -49,7 +50,7 @@ class Validation:
     warnings: list[str] = field(default_factory=list)
 
 
-def validate(recipe: Path, sets: list[str], report: Report) -> Validation:
+def validate(recipe: Path, sets: list[str], report: Report, allow_artifacts: bool = False) -> Validation:
     """Check every key, name and argument of ``recipe`` and build its model, without loading data or training.
 
     Three passes, each handing its problems to ``report`` as soon as it is done: the structure (before
@@ -61,6 +62,7 @@ def validate(recipe: Path, sets: list[str], report: Report) -> Validation:
         >>> found.problems, found.model.count_params() > 0
     """
     from dlrecipe.recipe.loader import inspect_recipe
+    allow(allow_artifacts)
     found = inspect_recipe(recipe, sets)
     if found.problems:
         report(found.problems, found.lines)
@@ -105,7 +107,7 @@ class Trained:
 
 
 def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | None = None, evaluate: bool = False,
-          workers: int | None = None, argv: list[str] | None = None) -> Trained:
+          workers: int | None = None, argv: list[str] | None = None, allow_artifacts: bool = False) -> Trained:
     """Train ``recipe`` into ``<out>/<name>/<timestamp>/``, or continue the run ``resume``.
 
     ``evaluate`` is only checked here (a cross-validation has no model to evaluate): call ``evaluate`` after.
@@ -117,6 +119,7 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
     """
     if (recipe is None) == (resume is None):
         raise RecipeError.one("RECIPE", "Give a recipe to train, or --resume RUN to continue a run (not both).")
+    allow(allow_artifacts)
     argv = list(argv or [])
     if resume is None:
         loaded = load_recipe(recipe, sets)
@@ -180,7 +183,7 @@ def _echo(line: str) -> None:
 
 
 def tune(recipe: Path, sets: list[str], out: Path, *, max_trials: int | None = None, max_time: str | None = None,
-         workers: int = 0, overwrite: bool = False, console: Any = None):
+         workers: int = 0, overwrite: bool = False, console: Any = None, allow_artifacts: bool = False):
     """Search the recipe's search spaces with KerasTuner in ``<out>/<name>/tune/`` (resumes a stopped search).
 
     Raises ``tune.launch.SearchFailed`` when the search's processes fail.
@@ -190,6 +193,7 @@ def tune(recipe: Path, sets: list[str], out: Path, *, max_trials: int | None = N
         >>> result.best_path, result.best_values
     """
     from dlrecipe.tune.launch import parse_duration
+    allow(allow_artifacts)
     seconds = parse_duration(max_time) if max_time is not None else None
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
@@ -233,8 +237,10 @@ def lr(recipe: Path, sets: list[str], out: Path, replicas: int = 1):
     return loaded, rates
 
 
-def augment_preview(recipe: Path, sets: list[str], out: Path | None, n: int = 8, rows: int = 3) -> Path:
+def augment_preview(recipe: Path, sets: list[str], out: Path | None, n: int = 8, rows: int = 3,
+                    allow_artifacts: bool = False) -> Path:
     """Write a PNG grid of the first ``n`` training images and ``rows`` augmented versions of them; its path."""
+    allow(allow_artifacts)
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
     from dlrecipe.inspect.preview import augment_preview as run_preview
@@ -245,8 +251,10 @@ def augment_preview(recipe: Path, sets: list[str], out: Path | None, n: int = 8,
     return out
 
 
-def inspect_init(recipe: Path, sets: list[str], batch: int = 256, out: Path | None = None):
+def inspect_init(recipe: Path, sets: list[str], batch: int = 256, out: Path | None = None,
+                 allow_artifacts: bool = False):
     """Per layer statistics of the untrained model on ``batch`` training examples; also as JSON to ``out``."""
+    allow(allow_artifacts)
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
     from dlrecipe.inspect.diagnose import inspect_init as run_inspect

@@ -26,6 +26,8 @@ RUN = typer.Argument(..., metavar="RUN", help="A run folder, or runs/<name> for 
 SETS = typer.Option([], "--set", help="Override a recipe value: --set train.epochs=5 --set model.layers[0].filters=64.",
                     metavar="PATH=VALUE")
 OUT = typer.Option(Path("runs"), "--out", help="Folder that holds the run folders.")
+ALLOW = typer.Option(False, "--allow-artifacts", help="Let the recipe load files it names as Keras artifacts "
+                     "(TFSMLayer, file vocabularies): outside code. See docs/security.md.")
 
 
 def handles_errors(fn: Callable) -> Callable:
@@ -50,12 +52,12 @@ def handles_errors(fn: Callable) -> Callable:
 
 @app.command()
 @handles_errors
-def validate(recipe: Path = RECIPE, sets: list[str] = SETS) -> None:
+def validate(recipe: Path = RECIPE, sets: list[str] = SETS, allow: bool = ALLOW) -> None:
     """Check every key, name and argument of RECIPE and build its model, without loading data or training.
 
     Structural errors print at once (before TensorFlow is imported), then the errors that need Keras.
     """
-    found = api.validate(recipe, sets, report=console.report)
+    found = api.validate(recipe, sets, report=console.report, allow_artifacts=allow)
     if found.problems or found.model is None:
         console.err(f"{found.problems} problem(s).")
         raise typer.Exit(2)
@@ -78,9 +80,10 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
           evaluate_after: bool = typer.Option(False, "--evaluate", help="Evaluate on the test split when done."),
           workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="Train in N local processes "
                                                 "(data parallel, KERAS_BACKEND=jax); batch_size stays the global "
-                                                "batch.")) -> None:
+                                                "batch."), allow: bool = ALLOW) -> None:
     """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run with --resume RUN)."""
-    done = api.train(recipe, sets, out, resume=resume, evaluate=evaluate_after, workers=workers, argv=sys.argv)
+    done = api.train(recipe, sets, out, resume=resume, evaluate=evaluate_after, workers=workers, argv=sys.argv,
+                     allow_artifacts=allow)
     console.print_trained(done)
     if evaluate_after and done.run_dir is not None:
         console.print_evaluation(api.evaluate(done.run_dir, model=done.model, dataset=done.dataset))
@@ -114,14 +117,14 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
                                      "(oracle) process on this machine; 0: all in this process."),
          retrain_best: bool = typer.Option(False, "--retrain-best", help="Then train best.yaml on training + "
                                            "validation data into a run folder."),
-         overwrite: bool = typer.Option(False, "--overwrite", help="Start the search afresh.")) -> None:
+         overwrite: bool = typer.Option(False, "--overwrite", help="Start the search afresh."), allow: bool = ALLOW) -> None:
     """Search RECIPE's search spaces with KerasTuner in <out>/<name>/tune/.
 
     Prints a line per trial and a table; writes trials.csv, objective.png and best.yaml. Running the same
     command again resumes the search; finished trials are not run again.
     """
     result = api.tune(recipe, sets, out, max_trials=max_trials, max_time=max_time, workers=workers,
-                      overwrite=overwrite, console=console.rich_console())
+                      overwrite=overwrite, console=console.rich_console(), allow_artifacts=allow)
     console.print_tuned(result)
     if retrain_best and result.rows:
         console.print_retrained(result, api.retrain_best(result, out, sys.argv))
@@ -146,25 +149,25 @@ def augment_preview(recipe: Path = RECIPE, sets: list[str] = SETS,
                                                        "runs/<name>/augment-preview.png."),
                     n: int = typer.Option(8, "--n", min=1, help="How many training images (grid columns)."),
                     rows: int = typer.Option(3, "--rows", min=1, help="How many augmented versions of each "
-                                             "(grid rows below the originals).")) -> None:
+                                             "(grid rows below the originals)."), allow: bool = ALLOW) -> None:
     """Write a PNG grid of RECIPE's first training images (top row) and their augmented versions (rows below).
 
     The augmentation layers run in training mode with the recipe's seeds, as in training; nothing is trained.
     """
-    console.echo(f"Wrote {api.augment_preview(recipe, sets, out, n=n, rows=rows)}")
+    console.echo(f"Wrote {api.augment_preview(recipe, sets, out, n=n, rows=rows, allow_artifacts=allow)}")
 
 
 @app.command()
 @handles_errors
 def inspect_init(recipe: Path = RECIPE, sets: list[str] = SETS,
                  batch: int = typer.Option(256, "--batch", min=1, help="How many training examples to push through."),
-                 out: Optional[Path] = typer.Option(None, "--out", help="Also write the numbers to this JSON file.")
-                 ) -> None:
+                 out: Optional[Path] = typer.Option(None, "--out", help="Also write the numbers to this JSON file."),
+                 allow: bool = ALLOW) -> None:
     """Push a batch of RECIPE's training data through its untrained model and report each layer.
 
     Per layer: output mean and std, saturated tanh/sigmoid outputs, dead ReLU units, kernel gradient norm.
     """
-    loaded, report = api.inspect_init(recipe, sets, batch, out)
+    loaded, report = api.inspect_init(recipe, sets, batch, out, allow_artifacts=allow)
     console.print_init_report(loaded, report, out)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import keras
 
+from dlrecipe.build import safety
 from dlrecipe.errors import RecipeError, join_path, keras_reason, suggest
 
 NESTED_SUFFIXES = {
@@ -101,7 +102,11 @@ def check_args(cls: type, args: dict[str, Any], path: str) -> None:
 
 
 def construct(cls: type, args: dict[str, Any], path: str) -> Any:
-    """``cls(**args)`` with Keras's errors turned into a recipe error at ``path``."""
+    """``cls(**args)`` with Keras's errors turned into a recipe error at ``path``.
+
+    Every Keras object a recipe builds is made here, after ``safety.check`` (no outside code or files).
+    """
+    safety.check(cls, args, path)
     check_args(cls, args, path)
     try:
         return cls(**args)
