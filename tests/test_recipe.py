@@ -660,3 +660,76 @@ def test_no_tensorflow_import(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["['train.batchsize', 'train.epochs']", "False False"]
+
+
+# --------------------------------------------------------------------------- hostile and careless input
+
+
+@pytest.mark.parametrize("base_text, got", [("", "is empty"), ("- a\n- b\n", "a list, not a mapping"),
+                                           ("just text\n", "a str, not a mapping")])
+def test_extends_a_file_that_is_not_a_recipe(tmp_path, base_text, got):
+    (tmp_path / "base.yaml").write_text(base_text)
+    path = write(tmp_path, "m.yaml", "extends: base.yaml\n" + MINIMAL)
+    [p] = problems_of(path)
+    assert p.path == "extends" and got in p.message and "only a recipe" in p.message
+    assert_at(p, path, 1)
+
+
+def test_extends_a_folder_says_it_is_a_folder(tmp_path):
+    (tmp_path / "base").mkdir()
+    [p] = problems_of(write(tmp_path, "m.yaml", "extends: base\n" + MINIMAL))
+    assert p.path == "extends" and "is a folder" in p.message
+
+
+@pytest.mark.parametrize("text, where, words", [
+    ("a: 1\nb: \x00\n", 2, "Unreadable character U+0000"),
+    ("a: &a [*a]\n", 1, "refers to a mapping or list that contains it"),
+    ("? {a: 1}\n: 2\n", 1, "A key must be a plain name"),
+    ("data:\n  source npz\n  path: x\n", 2, "Broken YAML"),
+])
+def test_yaml_that_a_recipe_cannot_hold_is_refused_at_its_line(tmp_path, text, where, words):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    [p] = problems_of(path)
+    assert words in p.message
+    assert p.where == f"{path}:{where}"
+
+
+def test_a_billion_laughs_alias_bomb_is_refused_quickly(tmp_path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev, name = chr(96 + i), chr(97 + i)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")  # 9**9 values once expanded
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    [p] = problems_of(path)
+    assert "values once its aliases (*name) are expanded" in p.message
+
+
+def test_aliases_within_the_budget_still_work(tmp_path):
+    path = write(tmp_path, "r.yaml", MINIMAL.replace("    - {type: Conv2D, filters: 8, kernel_size: 3}",
+                                                    "    - &conv {type: Conv2D, filters: 8, kernel_size: 3}\n"
+                                                    "    - *conv"))
+    found = inspect_recipe(path)
+    assert found.problems == []
+    layers = found.loaded.recipe.model.layers
+    assert layers[0] == layers[1] == {"type": "Conv2D", "filters": 8, "kernel_size": 3}
+
+
+def test_deep_nesting_is_refused_without_a_traceback(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 3000 + "]" * 3000 + "\n")
+    [p] = problems_of(path)
+    assert "nested too deeply" in p.message or "nested more than" in p.message
+
+
+@pytest.mark.parametrize("override, path, words", [
+    ("seed=99999999999999999999999", "seed", "less than or equal to 4294967295"),
+    ("train.batch_size=100000000000000000000", "train.batch_size", "less than or equal to 2147483647"),
+    ("train.epochs=1000000000000", "train.epochs", "less than or equal to 100000"),
+    ("train.learning_rate=.inf", "train.learning_rate", "finite number"),
+])
+def test_numbers_beyond_what_the_backend_accepts_are_refused(tmp_path, override, path, words):
+    recipe = write(tmp_path, "r.yaml", MINIMAL)
+    [p] = problems_of(recipe, [override])
+    assert p.path == path and words in p.message

@@ -155,6 +155,9 @@ def _load_with_extends(path: Path, chain: list[Path]) -> tuple[Any, dict[str, st
         raise RecipeError.one("extends", f"Received: extends={parent!r}. Expected a file name, e.g. base.yaml.",
                               lines.get("extends"))
     base_path = path.parent / parent
+    if base_path.is_dir():
+        raise RecipeError.one("extends", f"Received: extends={parent!r}, but {base_path} is a folder. Name the "
+                              "recipe file to extend, e.g. base.yaml.", lines.get("extends"))
     if not base_path.is_file():
         raise RecipeError.one("extends", f"Received: extends={parent!r}, but {base_path} does not exist. The path is "
                               "relative to the recipe that extends it.", lines.get("extends"))
@@ -163,9 +166,11 @@ def _load_with_extends(path: Path, chain: list[Path]) -> tuple[Any, dict[str, st
         raise RecipeError.one("extends", f"Recipes extend each other in a cycle: {cycle}. Remove one 'extends:'.",
                               lines.get("extends"))
     base, base_lines = _load_with_extends(base_path, [*chain, resolved])
-    base.pop("name", None)  # a recipe's name is its own: by default its file's stem, never its base's
     if not isinstance(base, dict):
-        raise RecipeError.one("extends", f"{base_path} is not a mapping; it cannot be extended.", lines.get("extends"))
+        got = "empty" if base is None else f"a {type(base).__name__}, not a mapping"
+        raise RecipeError.one("extends", f"{base_path} is {got}; only a recipe (a mapping of sections such as data: "
+                              "and model:) can be extended.", lines.get("extends"))
+    base.pop("name", None)  # a recipe's name is its own: by default its file's stem, never its base's
     replaced = _replaced_paths(data)
     kept = {k: v for k, v in base_lines.items() if not any(k.startswith(r + "[") or k.startswith(r + ".")
                                                             for r in replaced)}

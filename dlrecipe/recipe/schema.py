@@ -11,8 +11,13 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-PositiveInt = Annotated[int, Field(gt=0)]
+# Bounds the backends accept: seeds are uint32, sizes and counts int32; floats must be finite.
+INT32_MAX = 2**31 - 1
+MAX_EPOCHS = 100_000  # far beyond any training, and dlrecipe lr still plots it
+PositiveInt = Annotated[int, Field(gt=0, le=INT32_MAX)]
+Count = Annotated[int, Field(gt=0, le=1000)]  # ensemble members, search trials, executions per trial
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 Nested = Union[str, dict[str, Any]]  # a Keras string or a mapping with `type:`
 
 
@@ -75,32 +80,32 @@ class LearningRate(Strict):
     """An epoch-based schedule of dlrecipe (see the format's table)."""
 
     schedule: str
-    initial: Annotated[float, Field(gt=0.0)] | None = None  # required by every schedule but piecewise
-    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
-    final: Annotated[float, Field(ge=0.0)] | None = None
-    factor: Annotated[float, Field(gt=0.0)] | None = None
-    every_epochs: Annotated[float, Field(gt=0.0)] | None = None
-    boundaries_epochs: list[float] | None = None
-    values: list[float] | None = None
-    rate: Annotated[float, Field(ge=0.0)] | None = None
-    power: Annotated[float, Field(gt=0.0)] | None = None
-    period_epochs: Annotated[float, Field(gt=0.0)] | None = None
-    period_mult: Annotated[float, Field(ge=1.0)] | None = None
-    max: Annotated[float, Field(gt=0.0)] | None = None
+    initial: Annotated[Finite, Field(gt=0.0)] | None = None  # required by every schedule but piecewise
+    warmup_epochs: Annotated[Finite, Field(ge=0.0, le=MAX_EPOCHS)] = 0.0
+    final: Annotated[Finite, Field(ge=0.0)] | None = None
+    factor: Annotated[Finite, Field(gt=0.0)] | None = None
+    every_epochs: Annotated[Finite, Field(gt=0.0)] | None = None
+    boundaries_epochs: list[Finite] | None = None
+    values: list[Finite] | None = None
+    rate: Annotated[Finite, Field(ge=0.0)] | None = None
+    power: Annotated[Finite, Field(gt=0.0)] | None = None
+    period_epochs: Annotated[Finite, Field(gt=0.0)] | None = None
+    period_mult: Annotated[Finite, Field(ge=1.0)] | None = None
+    max: Annotated[Finite, Field(gt=0.0)] | None = None
     mode: Literal["triangular", "triangular2", "exp_range"] | None = None
-    gamma: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    gamma: Annotated[Finite, Field(gt=0.0, le=1.0)] | None = None
 
 
 class TrainConfig(Strict):
-    epochs: PositiveInt = 10
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = 10
     batch_size: PositiveInt = 32
     loss: Nested | None = None
     metrics: list[Nested] | None = None
     optimizer: Nested = "adam"
-    learning_rate: Annotated[float, Field(gt=0.0)] | LearningRate | dict[str, Any] | None = None
+    learning_rate: Annotated[Finite, Field(gt=0.0)] | LearningRate | dict[str, Any] | None = None
     callbacks: list[dict[str, Any]] = []
-    ensemble: PositiveInt = 1
-    cross_validation: Annotated[int, Field(ge=0)] = 0
+    ensemble: Count = 1
+    cross_validation: Annotated[int, Field(ge=0, le=1000)] = 0
     steps_per_execution: PositiveInt = 1
 
     @field_validator("learning_rate", mode="before")
@@ -124,15 +129,15 @@ class Objective(Strict):
 class EarlyStop(Strict):
     patience: PositiveInt = 3
     monitor: str | None = None
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    min_delta: Annotated[Finite, Field(ge=0.0)] = 0.0
 
 
 class TuneConfig(Strict):
     tuner: Literal["random", "grid", "bayesian", "hyperband"] = "random"
     objective: str | Objective = "val_loss"
-    max_trials: PositiveInt = 10
-    max_epochs: PositiveInt | None = None
-    executions_per_trial: PositiveInt = 1
+    max_trials: Annotated[int, Field(gt=0, le=100_000)] = 10
+    max_epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] | None = None
+    executions_per_trial: Count = 1
     early_stopping: EarlyStop | None = None
 
 
@@ -152,7 +157,7 @@ class ExportConfig(Strict):
 
 class Recipe(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    seed: Annotated[int, Field(ge=0)] = 42
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42  # NumPy's and the backends' seeds are uint32
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
