@@ -373,7 +373,7 @@ def test_repeat_renames_inputs_inside_the_copies():
 
 def test_repeat_errors():
     p = one_error(expand_layers, [{"type": "repeat", "times": 0, "layers": [{"type": "Dense", "units": 1}]}], "model.layers")
-    assert p.path == "model.layers[0].times" and "positive integer" in p.message
+    assert p.path == "model.layers[0].times" and "from 1 to 1000" in p.message
     p = one_error(expand_layers, [{"type": "repeat", "times": 2, "frist": {}, "layers": [{"type": "Dense"}]}], "model.layers")
     assert p.path == "model.layers[0].frist" and "repeat takes: times, layers, first" in p.message
 
@@ -439,3 +439,24 @@ def test_check_output():
     check_output(model, None, "regression", "model.layers[0]")  # not a classification
     binary = build_model(recipe([{"type": "Dense", "units": 1, "activation": "sigmoid"}]), (3,), NONE)
     check_output(binary, 2, "classification", "model.layers[0]")  # one sigmoid unit for two classes
+
+
+def test_a_model_that_ends_without_flattening_is_refused_for_classification_and_regression():
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(10, 3, strides=2, padding="same")(inputs))  # (None, 14, 14, 10)
+    for task in ("classification", "regression"):
+        p = one_error(check_output, model, 10 if task == "classification" else None, task, "model.layers[0]")
+        assert p.path == "model.layers[0]" and "(None, 14, 14, 10)" in p.message and "Flatten" in p.message
+
+
+@pytest.mark.parametrize("times, words", [(1001, "from 1 to 1000"), (1000, "more than 10,000 layers")])
+def test_repeat_is_bounded_before_anything_is_built(times, words):
+    layers = [{"type": "repeat", "times": times, "layers": [{"type": "Dense", "units": 2}] * 11}]
+    p = one_error(expand_layers, layers, "model.layers")
+    assert p.path == "model.layers[0].times" and words in p.message
+
+
+def test_text_where_keras_wants_a_number_names_the_argument():
+    p = one_error(resolve.construct, keras.layers.Conv2D, {"filters": "many", "kernel_size": 3}, "model.layers[2]")
+    assert p.path == "model.layers[2].filters"
+    assert "Received: filters='many'. Expected a number here" in p.message

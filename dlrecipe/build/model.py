@@ -35,6 +35,8 @@ def expand_layers(layers: list[dict[str, Any]], path: str, start: int = 0) -> li
     return [(p, _final_names(spec)) for p, spec in _expand(layers, path, start)]
 
 
+MAX_REPEAT = 1000  # copies in one repeat
+MAX_LAYERS = 10_000  # layers of the whole model, repeats expanded
 _COPY = "\x00"  # marks copy numbers in names while repeats are expanded
 
 
@@ -51,12 +53,16 @@ def _expand(layers: list[dict[str, Any]], path: str, start: int = 0) -> list[tup
             raise RecipeError.one(join_path(here, key), f"Unknown argument '{key}' for repeat. repeat takes: times, "
                                   "layers, first (arguments that override the first copy).")
         times, first = spec.get("times", 1), spec.get("first") or {}
-        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-            raise RecipeError.one(join_path(here, "times"), f"Received: times={times!r}. Expected a positive integer.")
+        if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
+            raise RecipeError.one(join_path(here, "times"), f"Received: times={times!r}. Expected an integer from 1 "
+                                  f"to {MAX_REPEAT}.")
         if not isinstance(first, dict):
             raise RecipeError.one(join_path(here, "first"), f"Received: first={first!r}. Expected a mapping of "
                                   "arguments for the first copy, e.g. {strides: 2}.")
         inner = _expand(spec["layers"], join_path(here, "layers"))
+        if len(out) + times * len(inner) > MAX_LAYERS:
+            raise RecipeError.one(join_path(here, "times"), f"Received: times={times}, which makes the model more "
+                                  f"than {MAX_LAYERS:,} layers long. Expected at most {MAX_LAYERS:,} layers in all.")
         names = {s["name"] for _, s in inner if isinstance(s.get("name"), str)}
         for copy_i in range(times):
             for j, (sub_path, sub) in enumerate(inner):
@@ -220,7 +226,13 @@ def check_output(model: keras.Model, n_classes: int | None, task: str, path: str
         from dlrecipe.tasks.segmentation import check_output as check_segmentation_output
         check_segmentation_output(model, n_classes, path)
         return
-    width = model.output.shape[-1]
+    shape = tuple(model.output.shape)
+    if len(shape) != 2:
+        per = "class scores" if task == "classification" else "targets"
+        raise RecipeError.one(path, f"The model ends with output shape {shape}, but {task} needs one row of {per} "
+                              f"per example, (None, {shape[-1]}). Add {{type: Flatten}} or {{type: "
+                              "GlobalAveragePooling2D} before the last Dense layer.")
+    width = shape[-1]
     if task == "classification" and n_classes and width != n_classes and not (n_classes == 2 and width == 1):
         raise RecipeError.one(path, f"The model ends with {width} output(s) per example, but the data has {n_classes} "
                               f"classes. Set the last layer to {n_classes} units (e.g. {{type: Dense, units: "

@@ -113,8 +113,24 @@ def construct(cls: type, args: dict[str, Any], path: str) -> Any:
     except RecipeError:
         raise
     except Exception as e:  # Keras validates in constructors with ValueError/TypeError
+        key = _text_for_number(cls, args)
+        if key is not None:
+            raise recipe_error(join_path(path, key), f"Received: {key}={args[key]!r}. Expected a number here "
+                               f"({cls.__name__} refused the text: {keras_reason(e)}).", e) from e
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if not hasattr(v, "get_config"))
         raise recipe_error(path, f"{cls.__name__}({shown}) was refused by Keras: {keras_reason(e)}", e) from e
+
+
+def _text_for_number(cls: type, args: dict[str, Any]) -> str | None:
+    """The argument holding text where ``cls`` wants a number: the one whose replacement by 1 is accepted."""
+    for key, value in args.items():
+        if isinstance(value, str):
+            try:
+                cls(**{**args, key: 1})
+            except Exception:
+                continue
+            return key
+    return None
 
 
 def split_type(spec: dict[str, Any], path: str) -> tuple[str, dict[str, Any]]:
