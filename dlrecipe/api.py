@@ -66,7 +66,7 @@ def evaluate_run(run: Path, model=None, dataset=None):
         metrics["members"] = member_metrics(run_dir, recipe, meta, x_test, y_test)
     written = write_report(run_dir, metrics)
     if meta["task"] == "segmentation":
-        from dlrecipe.tasks.segmentation import write_examples
+        from dlrecipe.evaluate.segmentation import write_examples
         written.append(write_examples(run_dir, model, ds.x_test, ds.y_test, list(metrics["per_class"])))
     if recipe.train.ensemble > 1:
         written += member_plots(run_dir, recipe)

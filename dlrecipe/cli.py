@@ -224,7 +224,7 @@ def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run folder, 
 def _evaluate(run: Path, model=None, dataset=None) -> None:
     import_keras_quietly()
     from dlrecipe.api import evaluate_run
-    from dlrecipe.evaluate.metrics import print_summary
+    from dlrecipe.evaluate.summary import print_summary
     run_dir, metrics, written = evaluate_run(run, model=model, dataset=dataset)
     print_summary(metrics, _console())
     if metrics.get("members"):

@@ -17,6 +17,7 @@ tf = pytest.importorskip("tensorflow")
 
 from dlrecipe.errors import RecipeError  # noqa: E402
 from dlrecipe.evaluate import metrics as ev  # noqa: E402
+from dlrecipe.evaluate import reports, summary  # noqa: E402
 from dlrecipe.export import exporter as ex  # noqa: E402
 
 SHAPE = (8, 8, 1)
@@ -70,7 +71,7 @@ def test_classification_report_by_hand():
     # rows true / cols predicted: [[1, 1, 0], [0, 2, 0], [2, 0, 0]]
     y_true = [0, 0, 1, 1, 2, 2]
     y_pred = [0, 1, 1, 1, 0, 0]
-    report = ev.classification_report(y_true, y_pred, ["a", "b", "c"])
+    report = reports.classification_report(y_true, y_pred, ["a", "b", "c"])
     assert report["confusion_matrix"] == {"labels": ["a", "b", "c"], "matrix": [[1, 1, 0], [0, 2, 0], [2, 0, 0]]}
     a, b, c = (report["per_class"][k] for k in "abc")
     assert a["precision"] == pytest.approx(1 / 3) and a["recall"] == pytest.approx(1 / 2)
@@ -83,15 +84,15 @@ def test_classification_report_by_hand():
 
 def test_classification_report_rejects_labels_beyond_names():
     with pytest.raises(RecipeError, match="class names"):
-        ev.classification_report([0, 3], [0, 1], ["a", "b"])
+        reports.classification_report([0, 3], [0, 1], ["a", "b"])
 
 
 def test_regression_report_by_hand():
-    report = ev.regression_report([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
+    report = reports.regression_report([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
     assert report["mae"] == pytest.approx(0.5)
     assert report["rmse"] == pytest.approx(1.0)
     assert report["r2"] == pytest.approx(1 - 4 / 5)
-    constant = ev.regression_report([2.0, 2.0], [2.0, 3.0])
+    constant = reports.regression_report([2.0, 2.0], [2.0, 3.0])
     assert constant["r2"] == 0.0 and not math.isnan(constant["r2"])
 
 
@@ -126,7 +127,7 @@ def test_write_report_and_summary(run, tmp_path):
 
     from rich.console import Console
     console = Console(record=True, width=120)
-    ev.print_summary(saved, console)
+    summary.print_summary(saved, console)
     text = console.export_text()
     assert "accuracy" in text and "bird" in text and "n/a" in text
 

@@ -259,7 +259,7 @@ def plot_learning_rates(rates: LearningRates, recipe_name: str, path: Path) -> N
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from dlrecipe.evaluate.metrics import save_figure
+    from dlrecipe.evaluate.plots import save_figure
 
     x = np.arange(len(rates.per_step)) / rates.steps_per_epoch
     fig = Figure(figsize=(7, 3.6), layout="constrained")
