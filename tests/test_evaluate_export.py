@@ -1,4 +1,4 @@
-"""evaluate.py and export.py on a tiny hand-built run folder (seconds, CPU)."""
+"""evaluate/ and export/ on a tiny hand-built run folder (seconds, CPU)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dlrecipe.errors import RecipeError  # noqa: E402
 from dlrecipe.evaluate import metrics as ev  # noqa: E402
 from dlrecipe.evaluate import reports, summary  # noqa: E402
 from dlrecipe.export import exporter as ex  # noqa: E402
+from dlrecipe.export import served, verify  # noqa: E402
 
 SHAPE = (8, 8, 1)
 NAMES = ["cat", "dog", "bird"]
@@ -245,14 +246,14 @@ def test_without_preprocessing_refuses_a_graph_that_reads_the_raw_input():
     scaled = keras.layers.Rescaling(2.0, name="preprocessing_scale")(inputs)
     outputs = keras.layers.Dense(2)(keras.layers.Concatenate()([scaled, inputs]))
     with pytest.raises(RecipeError, match="include_preprocessing: true") as e:
-        ex.split_preprocessing(keras.Model(inputs, outputs))
+        served.split_preprocessing(keras.Model(inputs, outputs))
     assert e.value.problems[0].path == "export.include_preprocessing"
 
 
 def test_failed_verification_keeps_the_previous_export(run, exported, monkeypatch):
     marker = exported["saved_model"] / "saved_model.pb"
     before = marker.read_bytes()
-    monkeypatch.setattr(ex, "TOLERANCE", -1.0)  # every comparison now fails
+    monkeypatch.setattr(verify, "TOLERANCE", -1.0)  # every comparison now fails
     with pytest.raises(RecipeError, match="failed verification"):
         export_tiny(run, ["saved_model"])
     assert marker.read_bytes() == before
