@@ -76,6 +76,7 @@ def evaluate_run(run: Path, model=None, dataset=None):
 def export_run(run: Path, formats: list[str]):
     """Export a run in ``formats`` (default: the recipe's), verified against the trained model."""
     from dlrecipe.export.exporter import export
+    from dlrecipe.export.verify import max_abs_diffs
     run_dir, recipe, meta, model = _open_run(run)
     allowed = ("saved_model", "keras", "tflite", "onnx")
     for f in formats:
@@ -92,7 +93,7 @@ def export_run(run: Path, formats: list[str]):
                     input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"],
                     x_check=pipeline.first_examples(ds, 256), tabular=meta.get("tabular"),
                     raw_check=getattr(ds, "raw_test", None))
-    diffs = runs.read_json(run_dir / runs.EXPORT / "verification.json") if (run_dir / runs.EXPORT / "verification.json").is_file() else {}
+    diffs = max_abs_diffs(run_dir / runs.EXPORT)  # {format: max abs difference}, as verification.json holds it
     return run_dir, result, diffs
 
 

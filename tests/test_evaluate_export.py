@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import only_run
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -280,3 +282,17 @@ def test_regression_evaluate_and_export(tmp_path):
         inputs=tf.constant(((x - 1.0) / 2.0).astype("float32")))
     assert list(out) == ["predictions"]
     np.testing.assert_allclose(out["predictions"].numpy(), predictions, atol=1e-5)
+
+
+def test_cli_export_prints_the_max_abs_difference_of_verification_json(cli, write_recipe, tmp_path):
+    out = tmp_path / "runs"
+    result = cli("train", write_recipe(train={"epochs": 1}), "--out", out)
+    assert result.exit_code == 0, result.stderr
+    run_dir = only_run(out)
+    result = cli("export", run_dir, "--format", "saved_model", "--format", "tflite")
+    assert result.exit_code == 0, result.stderr
+    diffs = strict_json(run_dir / "export" / "verification.json")["max_abs_diff"]
+    printed = dict(re.findall(r"^(\w+): .* \(verified, max abs difference (\S+)\)$", result.stdout, re.M))
+    assert printed == {fmt: f"{diff:.2e}" for fmt, diff in diffs.items()}
+    assert set(printed) == {"saved_model", "tflite"}
+    assert diffs["tflite"] > 0  # TFLite's kernels round otherwise: a real difference, not the 0.0 of a missing key
