@@ -12,7 +12,7 @@ from dlrecipe.build.model import clean_path
 from dlrecipe.data import loading as datamod
 from dlrecipe.data import pipeline, preprocess
 from dlrecipe.errors import RecipeError
-from dlrecipe.inspect.diagnose import symmetry_warnings
+from dlrecipe.inspect.init import symmetry_warnings
 from dlrecipe.recipe.loader import LoadedRecipe, load_recipe
 
 

@@ -305,13 +305,8 @@ def lr(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe YAM
     from dlrecipe.recipe.loader import load_recipe
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from dlrecipe.inspect.diagnose import (
-        check_out_file,
-        learning_rates,
-        plot_learning_rates,
-        print_learning_rates,
-        write_out,
-    )
+    from dlrecipe.inspect.lr import learning_rates, plot_learning_rates, print_learning_rates
+    from dlrecipe.inspect.outfile import check_out_file, write_out
     check_out_file(out, ".png")
     with recipe_lines(loaded.lines):
         rates = learning_rates(loaded, replicas)
@@ -336,7 +331,7 @@ def augment_preview(recipe: Path = typer.Argument(..., metavar="RECIPE", help="T
     from dlrecipe.recipe.loader import load_recipe
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from dlrecipe.inspect.diagnose import check_out_file, write_out
+    from dlrecipe.inspect.outfile import check_out_file, write_out
     from dlrecipe.inspect.preview import augment_preview as run_preview
     from dlrecipe.inspect.preview import default_out
     out = out or default_out(loaded)
@@ -359,8 +354,9 @@ def inspect_init(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The 
     from dlrecipe.recipe.loader import load_recipe
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from dlrecipe.inspect.diagnose import check_out_file, print_init, write_out
-    from dlrecipe.inspect.diagnose import inspect_init as run_inspect
+    from dlrecipe.inspect.init import inspect_init as run_inspect
+    from dlrecipe.inspect.init import print_init
+    from dlrecipe.inspect.outfile import check_out_file, write_out
     from dlrecipe.io import write_json
     if out is not None:
         check_out_file(out, ".json")
