@@ -212,12 +212,12 @@ def retrain_best(result: Any, out: Path, argv: list[str]):
 
 
 def _output_file(out: Path, suffix: str) -> None:
-    from dlrecipe.inspect.diagnose import check_out_file
+    from dlrecipe.inspect.outfile import check_out_file
     check_out_file(out, suffix)
 
 
 def _write(write: Callable[[], Any], out: Path) -> None:
-    from dlrecipe.inspect.diagnose import write_out
+    from dlrecipe.inspect.outfile import write_out
     write_out(write, out)
 
 
@@ -230,7 +230,7 @@ def lr(recipe: Path, sets: list[str], out: Path, replicas: int = 1):
     """
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from dlrecipe.inspect.diagnose import learning_rates, plot_learning_rates
+    from dlrecipe.inspect.lr import learning_rates, plot_learning_rates
     _output_file(out, ".png")
     rates = _in_recipe(loaded, learning_rates, loaded, replicas)
     _write(lambda: plot_learning_rates(rates, loaded.recipe.name, out), out)
@@ -257,7 +257,7 @@ def inspect_init(recipe: Path, sets: list[str], batch: int = 256, out: Path | No
     allow(allow_artifacts)
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
-    from dlrecipe.inspect.diagnose import inspect_init as run_inspect
+    from dlrecipe.inspect.init import inspect_init as run_inspect
     from dlrecipe.io import write_json
     if out is not None:
         _output_file(out, ".json")
@@ -343,7 +343,7 @@ def evaluate_run(run: Path, model=None, dataset=None):
         metrics["members"] = member_metrics(run_dir, recipe, meta, x_test, y_test)
     written = write_report(run_dir, metrics)
     if meta["task"] == "segmentation":
-        from dlrecipe.tasks.segmentation import write_examples
+        from dlrecipe.evaluate.segmentation import write_examples
         written.append(write_examples(run_dir, model, ds.x_test, ds.y_test, list(metrics["per_class"])))
     if recipe.train.ensemble > 1:
         written += member_plots(run_dir, recipe)
@@ -355,6 +355,7 @@ def export_run(run: Path, formats: list[str]):
     from dlrecipe import runs
     from dlrecipe.data import pipeline
     from dlrecipe.export.exporter import export
+    from dlrecipe.export.verify import max_abs_diffs
     run_dir, recipe, meta, model = _open_run(run)
     allowed = ("saved_model", "keras", "tflite", "onnx")
     for f in formats:
@@ -371,7 +372,7 @@ def export_run(run: Path, formats: list[str]):
                     input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"],
                     x_check=pipeline.first_examples(ds, 256), tabular=meta.get("tabular"),
                     raw_check=getattr(ds, "raw_test", None))
-    diffs = runs.read_json(run_dir / runs.EXPORT / "verification.json") if (run_dir / runs.EXPORT / "verification.json").is_file() else {}
+    diffs = max_abs_diffs(run_dir / runs.EXPORT)  # {format: max abs difference}, as verification.json holds it
     return run_dir, result, diffs
 
 
@@ -386,7 +387,7 @@ def build_for_validation(loaded: LoadedRecipe):
     from dlrecipe.build.checks import build_all
     from dlrecipe.data import loading as datamod
     from dlrecipe.data import preprocess
-    from dlrecipe.inspect.diagnose import symmetry_warnings
+    from dlrecipe.inspect.init import symmetry_warnings
     recipe = loaded.recipe
     info = datamod.peek(recipe.data, recipe.seed)
     shape = tuple(recipe.model.input_shape or info.input_shape)

@@ -80,7 +80,7 @@ def print_trained(done: Any) -> None:
 
 def print_evaluation(evaluation: tuple) -> None:
     """The test metrics' tables, the ensemble members' table, the files written and the test accuracy."""
-    from dlrecipe.evaluate.metrics import print_summary
+    from dlrecipe.evaluate.summary import print_summary
     run_dir, metrics, written = evaluation
     print_summary(metrics, rich_console())
     if metrics.get("members"):
@@ -114,14 +114,14 @@ def print_retrained(result: Any, trained: Any) -> None:
 
 def print_rates(loaded: Any, rates: Any, out: Path) -> None:
     """The learning rate per epoch (``dlrecipe lr``) and the plot's path."""
-    from dlrecipe.inspect.diagnose import print_learning_rates
+    from dlrecipe.inspect.lr import print_learning_rates
     print_learning_rates(rates, loaded.recipe.name, rich_console())
     echo(f"Wrote {out}")
 
 
 def print_init_report(loaded: Any, report_: Any, out: Path | None) -> None:
     """``inspect-init``'s warnings and per-layer table, and the JSON file written."""
-    from dlrecipe.inspect.diagnose import print_init
+    from dlrecipe.inspect.init import print_init
     for w in report_.warnings:
         err(f"warning: {w}")
     print_init(report_, loaded.recipe.name, rich_console())

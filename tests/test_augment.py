@@ -201,7 +201,7 @@ def test_augment_preview_errors(cli, write_recipe, tmp_path):
 def test_zca_whitens_the_training_split_with_statistics_of_that_split_only(cli, tmp_path):
     from dlrecipe.data import loading as datamod
     from dlrecipe.data import preprocess
-    from dlrecipe.export import exporter as export
+    from dlrecipe.export.served import split_preprocessing
     from dlrecipe.recipe import loader as recipemod
 
     rng = np.random.default_rng(7)
@@ -223,7 +223,7 @@ def test_zca_whitens_the_training_split_with_statistics_of_that_split_only(cli, 
     np.testing.assert_allclose(stored["mean"], train_only.mean(axis=0), rtol=1e-10)  # not the val or test examples
     assert not np.allclose(stored["mean"], x_train.reshape(400, -1).mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(stored["matrix"], preprocess.fit("zca", split.x_train)["matrix"], rtol=1e-6)
-    pre, _ = export.split_preprocessing(load_model(run))  # the model's own preprocessing layers
+    pre, _ = split_preprocessing(load_model(run))  # the model's own preprocessing layers
     white = np.asarray(pre.predict(split.x_train, verbose=0)).reshape(300, -1).astype(np.float64)
     np.testing.assert_allclose(white.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(np.cov(white.T, bias=True), np.eye(16), atol=0.03)

@@ -55,13 +55,13 @@ def _unbalanced_npz(tmp_path: Path, labels: str) -> Path:
     ("ints", {"subset": 60, "validation_split": 0.0}),
 ])
 def test_count_train_examples_equals_what_load_gives_for_npz(tmp_path, labels, split):
-    from dlrecipe.inspect.diagnose import count_train_examples
+    from dlrecipe.inspect.lr import count_train_examples
     cfg = DataConfig.model_validate({"source": "npz", "path": str(_unbalanced_npz(tmp_path, labels)), **split})
     assert count_train_examples(cfg) == len(datamod.load(cfg, seed=5).x_train)
 
 
 def test_count_train_examples_equals_what_load_gives_for_npz_with_a_test_split_and_keys(tmp_path):
-    from dlrecipe.inspect.diagnose import count_train_examples
+    from dlrecipe.inspect.lr import count_train_examples
     arrays = tiny_arrays()
     path = tmp_path / "renamed.npz"
     np.savez(path, images=arrays["x_train"], labels=arrays["y_train"], x_test=arrays["x_test"],
@@ -73,7 +73,7 @@ def test_count_train_examples_equals_what_load_gives_for_npz_with_a_test_split_a
 
 @pytest.mark.parametrize("split", [{"validation_split": 0.2}, {"subset": 251, "validation_split": 0.07}])
 def test_count_train_examples_equals_what_load_gives_for_fashion_mnist(fashion_idx, split):
-    from dlrecipe.inspect.diagnose import count_train_examples
+    from dlrecipe.inspect.lr import count_train_examples
     cfg = DataConfig.model_validate({"source": "fashion_mnist", "path": str(fashion_idx), **split})
     assert count_train_examples(cfg) == len(datamod.load(cfg, seed=42).x_train)
 
@@ -147,7 +147,7 @@ def test_lr_evaluates_a_keras_schedule_per_optimizer_step(cli, write_recipe, tmp
 def test_schedules_that_branch_on_the_step_are_evaluated_like_the_optimizer_does():
     import keras
 
-    from dlrecipe.inspect.diagnose import _evaluate_schedule
+    from dlrecipe.inspect.lr import _evaluate_schedule
     # CosineDecay with warm-up branches with ops.cond, which does not take a vector of steps.
     s = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=20, warmup_target=0.1, warmup_steps=5)
     got = _evaluate_schedule(s, 30)

@@ -1,9 +1,10 @@
-"""evaluate.py and export.py on a tiny hand-built run folder (seconds, CPU)."""
+"""evaluate/ and export/ on a tiny hand-built run folder (seconds, CPU)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import only_run
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from dlrecipe.errors import RecipeError  # noqa: E402
 from dlrecipe.evaluate import metrics as ev  # noqa: E402
+from dlrecipe.evaluate import reports, summary  # noqa: E402
 from dlrecipe.export import exporter as ex  # noqa: E402
+from dlrecipe.export import served, verify  # noqa: E402
 
 SHAPE = (8, 8, 1)
 NAMES = ["cat", "dog", "bird"]
@@ -70,7 +74,7 @@ def test_classification_report_by_hand():
     # rows true / cols predicted: [[1, 1, 0], [0, 2, 0], [2, 0, 0]]
     y_true = [0, 0, 1, 1, 2, 2]
     y_pred = [0, 1, 1, 1, 0, 0]
-    report = ev.classification_report(y_true, y_pred, ["a", "b", "c"])
+    report = reports.classification_report(y_true, y_pred, ["a", "b", "c"])
     assert report["confusion_matrix"] == {"labels": ["a", "b", "c"], "matrix": [[1, 1, 0], [0, 2, 0], [2, 0, 0]]}
     a, b, c = (report["per_class"][k] for k in "abc")
     assert a["precision"] == pytest.approx(1 / 3) and a["recall"] == pytest.approx(1 / 2)
@@ -83,15 +87,15 @@ def test_classification_report_by_hand():
 
 def test_classification_report_rejects_labels_beyond_names():
     with pytest.raises(RecipeError, match="class names"):
-        ev.classification_report([0, 3], [0, 1], ["a", "b"])
+        reports.classification_report([0, 3], [0, 1], ["a", "b"])
 
 
 def test_regression_report_by_hand():
-    report = ev.regression_report([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
+    report = reports.regression_report([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
     assert report["mae"] == pytest.approx(0.5)
     assert report["rmse"] == pytest.approx(1.0)
     assert report["r2"] == pytest.approx(1 - 4 / 5)
-    constant = ev.regression_report([2.0, 2.0], [2.0, 3.0])
+    constant = reports.regression_report([2.0, 2.0], [2.0, 3.0])
     assert constant["r2"] == 0.0 and not math.isnan(constant["r2"])
 
 
@@ -126,7 +130,7 @@ def test_write_report_and_summary(run, tmp_path):
 
     from rich.console import Console
     console = Console(record=True, width=120)
-    ev.print_summary(saved, console)
+    summary.print_summary(saved, console)
     text = console.export_text()
     assert "accuracy" in text and "bird" in text and "n/a" in text
 
@@ -244,14 +248,14 @@ def test_without_preprocessing_refuses_a_graph_that_reads_the_raw_input():
     scaled = keras.layers.Rescaling(2.0, name="preprocessing_scale")(inputs)
     outputs = keras.layers.Dense(2)(keras.layers.Concatenate()([scaled, inputs]))
     with pytest.raises(RecipeError, match="include_preprocessing: true") as e:
-        ex.split_preprocessing(keras.Model(inputs, outputs))
+        served.split_preprocessing(keras.Model(inputs, outputs))
     assert e.value.problems[0].path == "export.include_preprocessing"
 
 
 def test_failed_verification_keeps_the_previous_export(run, exported, monkeypatch):
     marker = exported["saved_model"] / "saved_model.pb"
     before = marker.read_bytes()
-    monkeypatch.setattr(ex, "TOLERANCE", -1.0)  # every comparison now fails
+    monkeypatch.setattr(verify, "TOLERANCE", -1.0)  # every comparison now fails
     with pytest.raises(RecipeError, match="failed verification"):
         export_tiny(run, ["saved_model"])
     assert marker.read_bytes() == before
@@ -278,3 +282,17 @@ def test_regression_evaluate_and_export(tmp_path):
         inputs=tf.constant(((x - 1.0) / 2.0).astype("float32")))
     assert list(out) == ["predictions"]
     np.testing.assert_allclose(out["predictions"].numpy(), predictions, atol=1e-5)
+
+
+def test_cli_export_prints_the_max_abs_difference_of_verification_json(cli, write_recipe, tmp_path):
+    out = tmp_path / "runs"
+    result = cli("train", write_recipe(train={"epochs": 1}), "--out", out)
+    assert result.exit_code == 0, result.stderr
+    run_dir = only_run(out)
+    result = cli("export", run_dir, "--format", "saved_model", "--format", "tflite")
+    assert result.exit_code == 0, result.stderr
+    diffs = strict_json(run_dir / "export" / "verification.json")["max_abs_diff"]
+    printed = dict(re.findall(r"^(\w+): .* \(verified, max abs difference (\S+)\)$", result.stdout, re.M))
+    assert printed == {fmt: f"{diff:.2e}" for fmt, diff in diffs.items()}
+    assert set(printed) == {"saved_model", "tflite"}
+    assert diffs["tflite"] > 0  # TFLite's kernels round otherwise: a real difference, not the 0.0 of a missing key

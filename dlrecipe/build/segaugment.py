@@ -16,8 +16,6 @@ from typing import Any
 
 from dlrecipe.errors import Problem, RecipeError
 
-SEGMENTATION = "segmentation"
-
 # Keras 3.15 layers whose transform_segmentation_masks applies the image's transform with "nearest" (checked:
 # image pixels that encode their class still match the mask after each of these, in tf.data).
 GEOMETRIC = ("RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomShear", "RandomPerspective")

@@ -1,22 +1,11 @@
 """``dlrecipe augment-preview``: a PNG grid of training images as the augmentation layers change them.
 
-The grid has ``n`` columns, one per training image (the first ``n`` of the
-training split, after the seeded validation/test carving), and ``rows + 1``
-rows: the first row holds the originals, each further row one pass of the
-recipe's ``data.augment`` layers over those images in training mode, exactly as
-a training batch goes through them (same layers, same seeds; MixUp and CutMix
-blend images of the batch). Each image is enlarged by an integer factor to at
-least 64 pixels; tiles are 2 pixels apart. Pixel values are shown on the data's
-own scale: 0..255 for integer images, else the originals' minimum and maximum.
-
-For ``task: segmentation`` every image row is followed by its masks' row,
-each class in its own colour (matplotlib's ``tab10``, class 0 the first; the
-images are then shown in RGB): geometric layers move the masks with the
-images, photometric ones leave them as they are (see ``dlrecipe.segaugment``),
-so the grid has ``2 * (rows + 1)`` rows.
-
-Nothing is trained and no run folder is created; the default file is
-``runs/<name>/augment-preview.png``.
+``n`` columns (the first training images, after the seeded carving) and ``rows + 1`` rows: the
+originals, then each a pass of the recipe's ``data.augment`` layers in training mode, as a training
+batch goes through them (same layers, same seeds). Tiles are enlarged by an integer factor to at
+least 64 pixels, 2 pixels apart, on the data's own scale. For ``task: segmentation`` every image row
+is followed by its masks' row, one colour per class (``tab10``; see ``dlrecipe.build.segaugment``).
+Nothing is trained; the default file is ``runs/<name>/augment-preview.png``.
 """
 
 from __future__ import annotations

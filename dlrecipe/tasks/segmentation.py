@@ -1,35 +1,20 @@
-"""Semantic segmentation: per-pixel labels (masks), their checks, and the per-pixel report.
+"""Semantic segmentation as a task: what masks are, their checks, and the model's output it needs.
 
-Data (used by ``dlrecipe.data``; NumPy only, no backend import):
-
-- Masks are integer class indices, one per pixel: ``y`` of shape ``(N, H, W)`` or
-  ``(N, H, W, 1)`` beside images ``x`` of shape ``(N, H, W, C)``. They are returned as
-  int32 arrays ``(N, H, W)`` (a quarter of int64's memory; Keras's sparse losses and
-  metrics take them as they are).
-- ``task: segmentation`` is inferred (when ``data.task`` is unset) from the label shape:
-  labels of rank 3, or of rank 4 with one channel, are masks, since classification and
-  regression labels are ``(N,)`` or ``(N, k)``. Their height and width must then be the
-  images'; a mismatch is an error, never another task.
-- Floats are accepted when every value is a whole number (masks saved as float32);
-  strings are refused (store class indices and a ``class_names`` array).
-
-Evaluation (used by ``dlrecipe.evaluate``): every pixel of the test split counts as one
-example of its class, so ``accuracy`` is the pixel accuracy and the per-class
-precision/recall/F1 and the confusion matrix count pixels; ``iou`` per class is
-TP / (TP + FP + FN) and ``mean_iou`` averages it over the classes that occur in the
-labels or the predictions (as ``keras.metrics.MeanIoU`` does).
+Masks are integer class indices, one per pixel: ``y`` of shape ``(N, H, W)`` or ``(N, H, W, 1)``
+beside images ``x`` of shape ``(N, H, W, C)``, returned as int32 ``(N, H, W)``. ``task: segmentation``
+is inferred (when ``data.task`` is unset) from labels of rank 3, or rank 4 with one channel; their
+height and width must then be the images'. Whole-number floats are accepted, strings refused.
+NumPy only, no backend import (``check_output`` reads the model's shapes only). The per-pixel
+report and the examples plot are in ``dlrecipe.evaluate.segmentation``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
 from dlrecipe.errors import RecipeError
 
 SEGMENTATION = "segmentation"
-EXAMPLES_PNG = "segmentation_examples.png"
 
 
 # --------------------------------------------------------------------------- data
@@ -131,94 +116,3 @@ def default_metrics(n_classes: int | None) -> list:
         metrics.append({"type": "MeanIoU", "num_classes": int(n_classes), "sparse_y_pred": False,
                         "name": "mean_iou"})
     return metrics
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def predicted_masks(probabilities) -> np.ndarray:
-    """Argmax over the class axis: ``(N, H, W, C)`` scores to ``(N, H, W)`` class indices."""
-    return np.argmax(np.asarray(probabilities), axis=-1).astype(np.int64)
-
-
-def report(y_true, y_pred, class_names: list[str]) -> dict:
-    """Pixel accuracy, per-class pixel precision/recall/F1/support/IoU, mean IoU and the pixel confusion matrix.
-
-    Args:
-        y_true: true masks ``(N, H, W)`` (or ``(N, H, W, 1)``).
-        y_pred: predicted masks ``(N, H, W)``.
-        class_names: one name per class index.
-
-    Returns:
-        ``evaluate.classification_report`` over every pixel, with ``iou`` added per class and
-        ``mean_iou`` at top level.
-
-    Example:
-        >>> report(np.array([[[0, 1]]]), np.array([[[1, 1]]]), ["bg", "fg"])["mean_iou"]
-        0.25
-    """
-    from dlrecipe.evaluate.metrics import classification_report
-
-    y_true = np.asarray(y_true).reshape(-1)
-    y_pred = np.asarray(y_pred).reshape(-1)
-    out = classification_report(y_true, y_pred, class_names)
-    matrix = np.asarray(out["confusion_matrix"]["matrix"], dtype=np.float64)
-    iou, present = iou_per_class(matrix)
-    for i, name in enumerate(class_names):
-        out["per_class"][name]["iou"] = float(iou[i])
-    out["mean_iou"] = float(iou[present].mean()) if present.any() else 0.0
-    return out
-
-
-def iou_per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IoU per class from a confusion matrix, and which classes count for the mean (a non-empty union)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    tp = np.diag(matrix)
-    union = matrix.sum(axis=0) + matrix.sum(axis=1) - tp
-    iou = np.divide(tp, union, out=np.zeros_like(tp), where=union > 0)
-    return iou, union > 0
-
-
-def plot_examples(x, y_true, y_pred, class_names: list[str]):
-    """A matplotlib Figure: one row per image, with the image, its true mask and the predicted mask."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    x = np.asarray(x, dtype=np.float32)
-    k = len(class_names)
-    cmap = colormaps["tab10" if k <= 10 else "tab20"].resampled(max(k, 2))
-    rows = len(x)
-    fig = Figure(figsize=(7.5, 2.3 * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, 3, squeeze=False)
-    for i in range(rows):
-        image = x[i]
-        image = image[..., 0] if image.shape[-1] == 1 else image
-        lo, hi = float(image.min()), float(image.max())
-        image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-        panels = ((image, "image", "gray" if image.ndim == 2 else None),
-                  (np.asarray(y_true[i]).reshape(image.shape[:2]), "true mask", cmap),
-                  (np.asarray(y_pred[i]).reshape(image.shape[:2]), "predicted mask", cmap))
-        for ax, (picture, title, colours) in zip(axes[i], panels):
-            if title == "image":
-                ax.imshow(picture, cmap=colours)
-            else:
-                ax.imshow(picture, cmap=colours, vmin=-0.5, vmax=max(k, 2) - 0.5, interpolation="nearest")
-            ax.set_title(title if i == 0 else "", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.legend(handles=[Patch(color=cmap(c), label=name) for c, name in enumerate(class_names)],
-               loc="outside lower center", ncols=min(k, 5), fontsize=8)
-    return fig
-
-
-def write_examples(run_dir: Path, model, x_test, y_test, class_names: list[str], n: int = 6) -> Path:
-    """Write ``plots/segmentation_examples.png``: the first ``n`` test images, true and predicted masks."""
-    from dlrecipe import runs
-    from dlrecipe.evaluate.metrics import save_figure
-
-    x = np.asarray(x_test[:n])
-    predicted = predicted_masks(model.predict(x.astype(np.float32), verbose=0))
-    path = Path(run_dir) / runs.PLOTS / EXAMPLES_PNG
-    save_figure(plot_examples(x, np.asarray(y_test[:n]), predicted, class_names), path)
-    return path

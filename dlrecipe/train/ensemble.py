@@ -367,7 +367,7 @@ def member_metrics(run_dir: Path, recipe, meta: dict, x_test, y_test) -> list[di
 
 def member_plots(run_dir: Path, recipe) -> list[Path]:
     """``plots/curves_member_<i>.png``: each member's training curves (from its history.csv)."""
-    from dlrecipe.evaluate.metrics import plot_curves, read_history, save_figure
+    from dlrecipe.evaluate.plots import plot_curves, read_history, save_figure
     written = []
     for i in range(1, recipe.train.ensemble + 1):
         history = read_history(run_dir / MEMBERS / str(i) / runs.HISTORY)

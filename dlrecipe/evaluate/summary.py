@@ -1,0 +1,47 @@
+"""The test metrics printed on the console (``dlrecipe evaluate``) as rich tables."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FIRST = ("loss", "accuracy", "mean_iou", "macro_f1", "mae", "rmse", "r2")
+
+
+def print_summary(metrics: dict, console) -> None:
+    """Print the test metrics as rich tables: overall metrics, then per class.
+
+    Args:
+        metrics: what ``evaluate`` returned (or ``metrics.json`` read back).
+        console: a ``rich.console.Console``.
+    """
+    from rich.table import Table
+
+    overall = Table(title=f"Test metrics ({metrics.get('n_test', '?')} examples)")
+    overall.add_column("metric")
+    overall.add_column("value", justify="right")
+    scalars = {k: v for k, v in metrics.items() if k not in ("task", "n_test") and _is_scalar(v)}
+    for name in sorted(scalars, key=lambda k: (_FIRST.index(k) if k in _FIRST else len(_FIRST), k)):
+        overall.add_row(name, _format(scalars[name]))
+    console.print(overall)
+    per_class = metrics.get("per_class")
+    if per_class:
+        iou = all("iou" in row for row in per_class.values())  # segmentation: pixels, with IoU
+        table = Table(title="Per class" + (" (pixels)" if iou else ""))
+        for column in ("class", "precision", "recall", "F1", *(["IoU"] if iou else []), "support"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for name, row in per_class.items():
+            table.add_row(str(name), _format(row["precision"]), _format(row["recall"]), _format(row["f1"]),
+                          *([_format(row["iou"])] if iou else []), str(row["support"]))
+        console.print(table)
+
+
+def _is_scalar(value) -> bool:
+    return value is None or (isinstance(value, (int, float, np.number)) and not isinstance(value, bool))
+
+
+def _format(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    return f"{float(value):.4f}"

@@ -1,0 +1,271 @@
+"""``dlrecipe lr``: a recipe's learning rate at every optimizer step, printed per epoch and plotted.
+
+``learning_rates`` evaluates ``train.learning_rate`` (a number, a Keras schedule or a dlrecipe
+schedule) at every step of the run, exactly as the optimizer will, without loading the data: the
+number of training examples comes from file headers and labels (``count_train_examples``).
+
+Example:
+    >>> rates = learning_rates(load_recipe(Path("recipes/quickstart.yaml")))
+    >>> rates.per_step.shape  # (epochs * steps_per_epoch,)
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from dlrecipe.data import loading as datamod
+from dlrecipe.errors import Problem, RecipeError
+from dlrecipe.layers.schedules import EpochSchedule
+from dlrecipe.recipe.loader import LoadedRecipe
+from dlrecipe.recipe.schema import DataConfig
+
+# --------------------------------------------------------------------------- counting training examples
+
+
+def count_train_examples(cfg: DataConfig) -> int:
+    """The number of training examples ``data.load(cfg, seed)`` gives, without loading the inputs.
+
+    Reads the example count from the ``x_train`` header (the .npy header inside the .npz, or the
+    IDX header of Fashion-MNIST) and, for classification, the training labels (held-out splits
+    are stratified per class, so their sizes depend on the class counts, not on the seed). Then
+    applies ``subset``, ``test_split`` and ``validation_split`` in ``data.load``'s order and with
+    its rounding.
+
+    Raises:
+        RecipeError: everything ``data.peek`` reports, and a split that would select nothing.
+    """
+    if cfg.source == "csv":  # a table is read whole anyway
+        from dlrecipe.data.sources import csv as csvdata
+        return csvdata.count_train_examples(cfg)
+    info = datamod.peek(cfg)  # every check load makes on headers; and the task
+    stratify = info.task == "classification"
+    if cfg.source == "fashion_mnist":
+        n_total, labels = _fashion_count(cfg, stratify)
+    else:
+        n_total, labels = _npz_count(cfg, stratify)
+    n = cfg.subset or n_total
+    groups = _class_sizes(labels[:n]) if stratify else [n]
+    if cfg.test_split is not None:  # peek refuses test_split for a source with a test split
+        groups = _after_carving(groups, n, cfg.test_split, stratify, "test_split")
+    if cfg.validation_split > 0:
+        groups = _after_carving(groups, sum(groups), cfg.validation_split, stratify, "validation_split")
+    return int(sum(groups))
+
+
+def _class_sizes(labels: np.ndarray) -> list[int]:
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.reshape(-1)
+    if labels.ndim == 2:  # one-hot rows
+        labels = np.argmax(labels, axis=1)
+    return np.unique(labels, return_counts=True)[1].tolist()
+
+
+def _after_carving(groups: list[int], n: int, frac: float, stratify: bool, name: str) -> list[int]:
+    """What remains of each group after ``data``'s carving of ``frac`` (same rounding, same refusal)."""
+    held = [datamod.held_out_count(frac, g) for g in groups]  # the rounding data.load uses
+    if sum(held) == 0:
+        per = " (each class needs at least 2 examples to give one)" if stratify else ""
+        raise RecipeError.one(f"data.{name}", f"Received: {name}={frac} with {n} training example(s) left. This "
+                              f"selects no examples{per}, and a split may not leave the training set empty. Fix: "
+                              f"use more data (a larger subset), or set {name}: "
+                              f"{'0' if name == 'validation_split' else 'null'}.")
+    return [g - h for g, h in zip(groups, held)]
+
+
+def _npz_count(cfg: DataConfig, need_labels: bool) -> tuple[int, np.ndarray | None]:
+    keys = cfg.keys or {}
+    x_key, y_key = keys.get("x_train", "x_train"), keys.get("y_train", "y_train")
+    with zipfile.ZipFile(Path(cfg.path)) as z, z.open(f"{x_key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape = read(f)[0]
+    labels = None
+    if need_labels:
+        with np.load(Path(cfg.path), allow_pickle=False) as npz:
+            labels = npz[y_key]
+    return int(shape[0]), labels
+
+
+def _fashion_count(cfg: DataConfig, need_labels: bool) -> tuple[int, np.ndarray | None]:
+    for folder in datamod.fashion_mnist_dirs(cfg):  # the first folder holding all four files, as data does
+        files = {}
+        for role, gz in datamod.FASHION_MNIST_FILES.items():
+            found = [p for p in (folder / gz, folder / gz[:-3]) if p.is_file()]
+            if found:
+                files[role] = found[0]
+        if len(files) == len(datamod.FASHION_MNIST_FILES):
+            break
+    n = _idx_shape(files["x_train"])[0]  # peek found the files and checked their headers
+    labels = None
+    if need_labels:
+        path = files["y_train"]
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            f.read(8)  # magic and the one dimension of a labels file
+            labels = np.frombuffer(f.read(), dtype=np.uint8)
+    return n, labels
+
+
+def _idx_shape(path: Path) -> tuple[int, ...]:
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        head = f.read(4)
+        return tuple(int.from_bytes(f.read(4), "big") for _ in range(head[3]))
+
+
+# --------------------------------------------------------------------------- learning rate
+
+
+@dataclass
+class LearningRates:
+    """The learning rate at every optimizer step of a run.
+
+    Attributes:
+        per_step: float64, one value per step, ``epochs * steps_per_epoch`` of them.
+        steps_per_epoch, epochs, n_train, batch_size: the run's shape.
+        source: what gives the rate, in words (``"cosine schedule"``, ``"adam's default"``, ...).
+        notes: what may change the rate at run time (``ReduceLROnPlateau``).
+    """
+
+    per_step: np.ndarray
+    steps_per_epoch: int
+    epochs: int
+    n_train: int
+    batch_size: int
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    def epoch(self, i: int) -> np.ndarray:
+        """The rates of epoch ``i`` (1-based), one per step."""
+        return self.per_step[(i - 1) * self.steps_per_epoch: i * self.steps_per_epoch]
+
+
+def learning_rates(loaded: LoadedRecipe, replicas: int = 1) -> LearningRates:
+    """Evaluate the recipe's learning rate at every step, as training's optimizer will.
+
+    Steps per epoch are ``ceil(n_train / batch_size)`` with ``n_train`` from
+    ``count_train_examples``; the schedule object is the one ``train`` builds, scaled
+    for ``replicas`` when ``runtime.scale_learning_rate`` asks for it.
+
+    Raises:
+        RecipeError: a bad data section, learning rate or optimizer, each with its path.
+    """
+    from dlrecipe.build.checks import feature_problems, learning_rate_of
+    from dlrecipe.build.resolve import optimizer as make_optimizer
+    from dlrecipe.build.scaling import scaled
+    recipe = loaded.recipe
+    problems: list[Problem] = [p for p in feature_problems(recipe) if p.path.startswith("train.")]
+    try:
+        recipe = scaled(recipe, replicas)
+    except RecipeError as e:
+        problems.extend(e.problems)
+    t = recipe.train
+    n_train = 0
+    try:
+        n_train = count_train_examples(recipe.data)
+    except RecipeError as e:  # reported together with the problems of train
+        problems.extend(e.problems)
+    spe = max(1, math.ceil(n_train / t.batch_size))
+    rate = learning_rate_of(t.learning_rate, problems, spe, t.epochs)
+    opt = None
+    try:
+        opt = make_optimizer(t.optimizer, rate)
+    except RecipeError as e:
+        problems.extend(e.problems)
+    if problems:
+        raise RecipeError(list({(p.path, p.message): p for p in problems}.values()))
+    total = spe * t.epochs
+    if isinstance(rate, EpochSchedule):
+        per_step, source = _evaluate_schedule(rate, total), f"{rate.name} schedule"
+    elif isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        per_step, source = _evaluate_schedule(rate, total), f"Keras {type(rate).__name__}"
+    elif rate is not None:
+        per_step, source = np.full(total, float(rate)), "constant"
+    else:
+        per_step = np.full(total, float(ops.convert_to_numpy(opt.learning_rate)))
+        source = "constant, set in train.optimizer" if _sets_rate(t.optimizer) else \
+            f"constant, {type(opt).__name__}'s default"
+    notes = []
+    if recipe.runtime.scale_learning_rate:
+        notes.append(f"runtime.scale_learning_rate: {recipe.runtime.scale_learning_rate}: the recipe's rates times "
+                     f"{replicas} replica(s) (--replicas).")
+    elif replicas > 1:
+        notes.append(f"--replicas {replicas}: the rates are the recipe's; runtime.scale_learning_rate: linear would "
+                     f"multiply them by {replicas}.")
+    for i, cb in enumerate(t.callbacks):
+        if cb.get("type") == "ReduceLROnPlateau":
+            notes.append(f"train.callbacks[{i}]: ReduceLROnPlateau may lower the rate further at run time (by "
+                         f"factor {cb.get('factor', 0.1)} after {cb.get('patience', 10)} epoch(s) without improvement "
+                         f"of {cb.get('monitor', 'val_loss')}); the rates shown are those before any reduction.")
+    return LearningRates(per_step, spe, t.epochs, n_train, t.batch_size, source, notes)
+
+
+def _sets_rate(optimizer: Any) -> bool:
+    return isinstance(optimizer, dict) and "learning_rate" in optimizer
+
+
+def _evaluate_schedule(schedule: Any, total: int) -> np.ndarray:
+    """``schedule(step)`` for steps 0..total-1: vectorized where the schedule allows it."""
+    steps = ops.arange(total, dtype="int32")
+    check = [0, total - 1]
+    expected = [float(ops.convert_to_numpy(schedule(s))) for s in check]
+    for attempt in (lambda: schedule(steps), lambda: ops.vectorized_map(schedule, steps)):
+        try:
+            values = np.asarray(ops.convert_to_numpy(attempt()), dtype=np.float64).reshape(-1)
+        except Exception:  # e.g. a schedule with a Python-level branch on the step
+            continue
+        if values.shape == (total,) and np.allclose(values[check], expected, rtol=1e-5, atol=1e-12):
+            return values
+    return np.array([float(ops.convert_to_numpy(schedule(s))) for s in range(total)])
+
+
+def print_learning_rates(rates: LearningRates, recipe_name: str, console: Any) -> None:
+    """A table: per epoch the rate at its first step and, where it varies within the epoch, min and max."""
+    from rich.table import Table
+
+    table = Table(title=f"{recipe_name}: learning rate ({rates.source})")
+    for column in ("epoch", "first step", "min", "max"):
+        table.add_column(column, justify="right")
+    for i in range(1, rates.epochs + 1):
+        values = rates.epoch(i)
+        low, high = float(values.min()), float(values.max())
+        varies = high > low
+        table.add_row(str(i), _num(values[0]), _num(low) if varies else "", _num(high) if varies else "")
+    console.print(table)
+    console.print(f"{rates.n_train} training examples, batch size {rates.batch_size}: {rates.steps_per_epoch} "
+                  f"steps per epoch, {rates.epochs * rates.steps_per_epoch} steps in {rates.epochs} epochs.",
+                  highlight=False)
+    for note in rates.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+def _num(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def plot_learning_rates(rates: LearningRates, recipe_name: str, path: Path) -> None:
+    """Write a PNG of the rate per step (x axis in epochs), atomically."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from dlrecipe.evaluate.plots import save_figure
+
+    x = np.arange(len(rates.per_step)) / rates.steps_per_epoch
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x, rates.per_step, drawstyle="steps-post", linewidth=1.4)
+    ax.set_xlim(0, rates.epochs)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"{recipe_name}: {rates.source}, {rates.steps_per_epoch} steps per epoch")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
