@@ -40,7 +40,7 @@ def main() -> int:
     import keras
     import numpy as np
 
-    from dlrecipe.api import build_for_validation
+    from dlrecipe.inspect.validation import build_for_validation
     from dlrecipe.layers.jit import JAX_JIT_OK
     from dlrecipe.recipe.loader import load_recipe
 
