@@ -9,8 +9,8 @@ from dlrecipe import runs
 from dlrecipe.build import augment
 from dlrecipe.build.checks import build_all
 from dlrecipe.build.model import clean_path
-from dlrecipe.data import loading as datamod
 from dlrecipe.data import pipeline, preprocess
+from dlrecipe.data import source as datamod
 from dlrecipe.errors import RecipeError
 from dlrecipe.inspect.diagnose import symmetry_warnings
 from dlrecipe.recipe.loader import LoadedRecipe, load_recipe
