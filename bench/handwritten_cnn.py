@@ -93,7 +93,7 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from dlrecipe.data.loading import load
+    from dlrecipe.data.source import load
     from dlrecipe.recipe.schema import DataConfig
 
     keras.utils.set_random_seed(args.seed)

@@ -56,7 +56,7 @@ ALIASES = {
 @pytest.mark.parametrize("alias", list(ALIASES))
 def test_each_dlrecipe_alias_validates_and_trains(alias, cli, tmp_path):
     from dlrecipe.build import augment
-    from dlrecipe.data import loading as datamod
+    from dlrecipe.data import source as datamod
     from dlrecipe.recipe import loader as recipemod
 
     args, keras_class = ALIASES[alias]
@@ -174,7 +174,7 @@ def test_augment_preview_writes_a_seeded_grid(cli, write_recipe, tmp_path):
     # the first row holds the originals, the rows below differ from them
     pixels = (grid[..., 0] * 255).round()
     x = np.load(tmp_path / "tiny.npz")["x_train"]
-    from dlrecipe.data import loading as datamod
+    from dlrecipe.data import source as datamod
     from dlrecipe.recipe import loader as recipemod
     first = datamod.load(recipemod.load_recipe(recipe).recipe.data, 1).x_train[0, :, :, 0]
     np.testing.assert_array_equal(pixels[:8 * scale:scale, :8 * scale:scale], first)
@@ -199,8 +199,8 @@ def test_augment_preview_errors(cli, write_recipe, tmp_path):
 
 
 def test_zca_whitens_the_training_split_with_statistics_of_that_split_only(cli, tmp_path):
-    from dlrecipe.data import loading as datamod
     from dlrecipe.data import preprocess
+    from dlrecipe.data import source as datamod
     from dlrecipe.export.served import split_preprocessing
     from dlrecipe.recipe import loader as recipemod
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import only_run, write_yaml
 
-from dlrecipe.data import loading as data
+from dlrecipe.data import source as data
 from dlrecipe.recipe.schema import DataConfig
 
 HEADER = ["size", "colour", "weight", "kind"]

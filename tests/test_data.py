@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from dlrecipe.build.preprocessing import keras_layers
-from dlrecipe.data import loading as data
 from dlrecipe.data import preprocess
+from dlrecipe.data import source as data
+from dlrecipe.data.sources import check_source, idx
+from dlrecipe.data.types import DataInfo
 from dlrecipe.errors import RecipeError
 from dlrecipe.recipe.schema import DataConfig
 
@@ -70,7 +72,7 @@ def fake_fashion(folder: pathlib.Path, n_train: int = 40, n_test: int = 20) -> d
         "x_test": rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
         "y_test": (np.arange(n_test) % 10).astype(np.uint8),
     }
-    for role, name in data.FASHION_MNIST_FILES.items():
+    for role, name in idx.FASHION_MNIST_FILES.items():
         write_idx(folder / name, arrays[role])
     return arrays
 
@@ -78,15 +80,23 @@ def fake_fashion(folder: pathlib.Path, n_train: int = 40, n_test: int = 20) -> d
 @pytest.fixture
 def no_system_fashion(tmp_path, monkeypatch):
     """Make the project and system Fashion-MNIST folders empty places."""
-    monkeypatch.setattr(data, "PROJECT_ROOT", tmp_path / "project")
-    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
+    monkeypatch.setattr(idx, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(idx, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
 
 
 # --------------------------------------------------------------------------- the module stays light
 
 
+# Every NumPy-only module of dlrecipe.data (all but pipeline; source imports the image_dir and tfds sources,
+# which import TensorFlow only inside their functions).
+NUMPY_ONLY = ["dlrecipe.data.source", "dlrecipe.data.types", "dlrecipe.data.labels", "dlrecipe.data.splits",
+              "dlrecipe.data.moments", "dlrecipe.data.projection", "dlrecipe.data.preprocess", "dlrecipe.data.tabular",
+              "dlrecipe.data.sources", "dlrecipe.data.sources.idx", "dlrecipe.data.sources.npz",
+              "dlrecipe.data.sources.csv", "dlrecipe.data.sources.csvfile"]
+
+
 def test_data_and_preprocess_import_no_tensorflow_or_keras():
-    code = ("import sys, dlrecipe.data.loading, dlrecipe.data.preprocess; "
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {NUMPY_ONLY!r}]; "
             "bad = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parent.parent)
@@ -118,7 +128,7 @@ def test_fashion_mnist_reads_idx_from_path(tmp_path):
     assert ds.x_val is None and ds.y_val is None
     assert ds.info.class_names[0] == "T-shirt/top" and ds.info.class_names[9] == "Ankle boot"
     assert ds.info == data.peek(make_cfg(source="fashion_mnist", path=tmp_path / "fm"))
-    assert ds.info == data.DataInfo((28, 28, 1), "uint8", "classification", data.FASHION_MNIST_CLASSES, 10)
+    assert ds.info == DataInfo((28, 28, 1), "uint8", "classification", idx.FASHION_MNIST_CLASSES, 10)
 
 
 def test_fashion_mnist_validation_split_is_stratified(tmp_path):
@@ -196,9 +206,9 @@ def test_a_key_of_another_source_is_refused_not_ignored(tmp_path, source, key, v
 
 
 def test_keys_of_the_source_itself_pass_the_source_check(tmp_path):
-    data.check_source(make_cfg(source="image_dir", path="p", test_path="t", image_size=[4, 4], color_mode="rgb"))
-    data.check_source(make_cfg(source="tfds", name="mnist", split="train", data_dir="d", image_size=[4, 4]))
-    data.check_source(make_cfg(source="csv", path="p", label="y", features=["a"], missing="mean"))
+    check_source(make_cfg(source="image_dir", path="p", test_path="t", image_size=[4, 4], color_mode="rgb"))
+    check_source(make_cfg(source="tfds", name="mnist", split="train", data_dir="d", image_size=[4, 4]))
+    check_source(make_cfg(source="csv", path="p", label="y", features=["a"], missing="mean"))
 
 
 def test_fashion_mnist_rejects_test_path_test_split_and_keys(tmp_path):
@@ -221,10 +231,10 @@ def test_fashion_mnist_subset_larger_than_the_data(tmp_path):
     assert err.problems[0].path == "data.subset" and "41" in str(err) and "40" in str(err)
 
 
-@pytest.mark.skipif(not (data.SYSTEM_FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
+@pytest.mark.skipif(not (idx.SYSTEM_FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
                     reason="dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_headers():
-    info = data.peek(make_cfg(source="fashion_mnist", path=data.SYSTEM_FASHION_MNIST_DIR))
+    info = data.peek(make_cfg(source="fashion_mnist", path=idx.SYSTEM_FASHION_MNIST_DIR))
     assert info.input_shape == (28, 28, 1) and info.n_classes == 10
 
 
@@ -236,7 +246,7 @@ def test_npz_with_test_split(tmp_path):
                      y_test=np.arange(9) % 3)
     ds = data.load(make_cfg(path=path, validation_split=0.0), 0)
     assert ds.x_train.shape == (30, 4, 4, 1) and ds.x_test.shape == (9, 4, 4, 1)
-    assert ds.info == data.DataInfo((4, 4, 1), "uint8", "classification", ["0", "1", "2"], 3)
+    assert ds.info == DataInfo((4, 4, 1), "uint8", "classification", ["0", "1", "2"], 3)
     assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
 
 
@@ -545,7 +555,7 @@ def test_sample_file_matches_its_readme():
     if not sample.exists():
         pytest.skip("data/fashion_mnist_sample.npz is not built")
     info = data.peek(make_cfg(path=sample))
-    assert info == data.DataInfo((28, 28, 1), "uint8", "classification", data.FASHION_MNIST_CLASSES, 10)
+    assert info == DataInfo((28, 28, 1), "uint8", "classification", idx.FASHION_MNIST_CLASSES, 10)
     ds = data.load(make_cfg(path=sample), 0)
     assert len(ds.x_train) + len(ds.x_val) == 4000 and len(ds.x_test) == 1000
 
@@ -583,7 +593,8 @@ def test_stats_are_fitted_on_the_training_inputs_only(shifted):
 def test_moments_merge_exactly_across_chunks(shifted, monkeypatch):
     x_train, _ = shifted
     whole = preprocess.fit("per_channel", x_train)
-    monkeypatch.setattr(preprocess, "_CHUNK_VALUES", 70)  # one example per chunk
+    from dlrecipe.data import moments
+    monkeypatch.setattr(moments, "CHUNK_VALUES", 70)  # one example per chunk
     chunked = preprocess.fit("per_channel", x_train)
     np.testing.assert_allclose(chunked["mean"], whole["mean"], rtol=1e-12)
     np.testing.assert_allclose(chunked["std"], whole["std"], rtol=1e-10)

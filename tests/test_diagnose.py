@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_arrays
 
-from dlrecipe.data import loading as datamod
+from dlrecipe.data import source as datamod
 from dlrecipe.recipe.schema import DataConfig
 
 DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
@@ -55,13 +55,13 @@ def _unbalanced_npz(tmp_path: Path, labels: str) -> Path:
     ("ints", {"subset": 60, "validation_split": 0.0}),
 ])
 def test_count_train_examples_equals_what_load_gives_for_npz(tmp_path, labels, split):
-    from dlrecipe.inspect.lr import count_train_examples
+    from dlrecipe.data.source import count_train_examples
     cfg = DataConfig.model_validate({"source": "npz", "path": str(_unbalanced_npz(tmp_path, labels)), **split})
     assert count_train_examples(cfg) == len(datamod.load(cfg, seed=5).x_train)
 
 
 def test_count_train_examples_equals_what_load_gives_for_npz_with_a_test_split_and_keys(tmp_path):
-    from dlrecipe.inspect.lr import count_train_examples
+    from dlrecipe.data.source import count_train_examples
     arrays = tiny_arrays()
     path = tmp_path / "renamed.npz"
     np.savez(path, images=arrays["x_train"], labels=arrays["y_train"], x_test=arrays["x_test"],
@@ -73,7 +73,7 @@ def test_count_train_examples_equals_what_load_gives_for_npz_with_a_test_split_a
 
 @pytest.mark.parametrize("split", [{"validation_split": 0.2}, {"subset": 251, "validation_split": 0.07}])
 def test_count_train_examples_equals_what_load_gives_for_fashion_mnist(fashion_idx, split):
-    from dlrecipe.inspect.lr import count_train_examples
+    from dlrecipe.data.source import count_train_examples
     cfg = DataConfig.model_validate({"source": "fashion_mnist", "path": str(fashion_idx), **split})
     assert count_train_examples(cfg) == len(datamod.load(cfg, seed=42).x_train)
 

@@ -324,8 +324,8 @@ def test_statistics_over_batches_equal_those_over_the_array(kind):
 
 
 def test_image_size_resizes_files_of_any_size_and_color_mode_converts(tmp_path):
-    from dlrecipe.data import loading as data
     from dlrecipe.data import pipeline
+    from dlrecipe.data import source as data
     from dlrecipe.recipe.schema import DataConfig
     for i, (h, w) in enumerate([(8, 8), (10, 12), (5, 7)]):
         folder = tmp_path / ("a" if i % 2 == 0 else "b")

@@ -154,7 +154,7 @@ def test_a_model_without_per_pixel_outputs_is_refused_at_its_last_layer(cli, tmp
 
 
 def test_segmentation_splits_are_seeded_random_and_keep_images_with_their_masks(tmp_path):
-    from dlrecipe.data.loading import load
+    from dlrecipe.data.source import load
     from dlrecipe.recipe.schema import DataConfig
 
     arrays = seg_arrays()

@@ -12,12 +12,12 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 def fashion_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 28, 28) uint8, labels (N,)) read from the IDX files with dlrecipe's reader."""
-    from dlrecipe.data import loading as data
+    from dlrecipe.data.sources import idx
     prefix = "train" if split == "train" else "t10k"
     if not (FASHION / f"{prefix}-images-idx3-ubyte.gz").is_file():
         sys.exit(f"Fashion-MNIST not found in {FASHION}: sudo apt-get install dataset-fashion-mnist")
-    x = data._read_idx(FASHION / f"{prefix}-images-idx3-ubyte.gz")
-    y = data._read_idx(FASHION / f"{prefix}-labels-idx1-ubyte.gz")
+    x = idx.read_idx(FASHION / f"{prefix}-images-idx3-ubyte.gz")
+    y = idx.read_idx(FASHION / f"{prefix}-labels-idx1-ubyte.gz")
     return x, y
 
 

@@ -1,38 +1,16 @@
 """The input pipeline: what ``model.fit``, ``evaluate`` and ``export`` are fed, for every data source.
 
-Two kinds of data reach this module:
-
-* **In memory** (``fashion_mnist``, ``npz``): ``data.load`` gives NumPy arrays.
-  On the TensorFlow backend they become a ``tf.data`` pipeline: a seeded
-  shuffle of the *indices* (reshuffled every epoch), batching of the indices,
-  one ``tf.gather`` per batch from the arrays held in memory (the arrays are
-  the cache: a ``.cache()`` would only copy them), the batch-level
-  augmentations, then ``prefetch(AUTOTUNE)``. On the JAX backend the arrays
-  are given to ``fit`` as they are, unless a batch-level augmentation needs
-  ``tf.data``.
-* **Streamed** (``image_dir``, ``tfds``): a :class:`Streamed` whose splits
-  produce ``tf.data`` pipelines that read from disk: file names (or TFRecord
-  shards) are shuffled, examples are decoded by a parallel map
-  (``num_parallel_calls=AUTOTUNE``), batched and prefetched. Nothing caches
-  the whole data set, so memory does not grow with it.
-
-Batch-level augmentations (``keras.layers.MixUp``, ``keras.layers.CutMix``)
-mix images *and labels* across a batch, so they cannot be model layers (a
-model layer never sees the labels). They run in the pipeline's batch map on
-training batches only, with one-hot labels; ``build.compile.switch_loss`` gives the
-recipe the categorical counterpart of its loss. A categorical loss named in the
-recipe (``CategoricalCrossentropy`` with ``label_smoothing``) gets one-hot labels
-too, in every split, and sparse metrics become their categorical forms. The other augmentation layers
-stay in the model (``model.augmentation_layers``), active in training only.
-A batch-level layer without ``seed:`` gets the recipe's seed, so runs repeat.
-For ``task: segmentation`` every ``data.augment`` layer runs in the training
-pipeline instead, on (image, mask) batches (``dlrecipe.segaugment``).
+In-memory data (``fashion_mnist``, ``npz``, ``csv``) become, on the TensorFlow backend, a ``tf.data``
+pipeline gathering seeded-shuffled batches of indices from the arrays; streamed data (``image_dir``,
+``tfds``) are ``types.Streamed`` splits read from disk by parallel maps; nothing caches the whole data
+set. Batch-level augmentations (MixUp, CutMix) mix images and labels, so they run here on one-hot training
+batches, not in the model (``build.compile.switch_loss``); for segmentation every ``data.augment`` layer runs here on
+(image, mask) batches (``build.segaugment``). See docs/data.md.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import keras
@@ -40,48 +18,15 @@ import numpy as np
 
 from dlrecipe.build.augment import has_batch_level, is_batch_level_spec
 from dlrecipe.build.compile import wants_one_hot
+from dlrecipe.data import source
+from dlrecipe.data.types import Streamed, StreamSplit
 from dlrecipe.errors import RecipeError
 
-STREAMED_SOURCES = ("image_dir", "tfds")
 BATCH_LEVEL = ("MixUp", "CutMix")
 
 
-# --------------------------------------------------------------------------- streamed data
-
-
-@dataclass
-class StreamSplit:
-    """One split of a streamed source.
-
-    Attributes:
-        n: number of examples.
-        make: ``make(shuffle_seed)`` returns an unbatched ``tf.data.Dataset`` of ``(image uint8, label int64)``,
-            decoded in parallel; in a fixed order when ``shuffle_seed`` is None, else shuffled with that seed
-            and reshuffled on every iteration (every epoch).
-        labels: the labels in the fixed order, when known without decoding (image_dir); else None.
-        find_bad: decodes the split's files one by one and returns a message naming the first that fails
-            (None if all decode); called only after the pipeline failed (see :func:`data_error`).
-    """
-
-    n: int
-    make: Callable[[int | None], Any]
-    labels: np.ndarray | None = None
-    find_bad: Callable[[], str | None] | None = None
-
-
-@dataclass
-class Streamed:
-    """A streamed data set: its facts and its splits (``val``/``test`` may be None)."""
-
-    info: Any  # data.DataInfo
-    train: StreamSplit
-    val: StreamSplit | None
-    test: StreamSplit | None
-    source: str = ""
-
-
 def load(cfg, seed: int, tabular: dict | None = None):
-    """The recipe's data: a ``data.Dataset`` of arrays, or a :class:`Streamed` for image_dir and tfds.
+    """The recipe's data: a ``data.Dataset`` of arrays, or a ``types.Streamed`` for image_dir and tfds.
 
     Args:
         cfg: the ``data:`` section.
@@ -91,14 +36,7 @@ def load(cfg, seed: int, tabular: dict | None = None):
     Raises:
         RecipeError: everything the source reports, before anything is written.
     """
-    if cfg.source == "image_dir":
-        from dlrecipe.data.sources import image_dir as imagedir
-        return imagedir.load(cfg, seed)
-    if cfg.source == "tfds":
-        from dlrecipe.data.sources import tfds as tfdsdata
-        return tfdsdata.load(cfg, seed)
-    from dlrecipe.data import loading as datamod
-    return datamod.load(cfg, seed, tabular=tabular)
+    return source.load(cfg, seed, tabular=tabular, streamed=True)
 
 
 def is_streamed(ds) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlrecipe.data.sources import csv as csvdata
+from dlrecipe.data import tabular
 
 UNSEEN = "\u2205 a category never seen in training"  # a probe row's value, for the export's check
 
@@ -72,7 +72,7 @@ def check_rows(spec: dict, raw: dict | None, n: int) -> tuple[dict[str, np.ndarr
         parts = [np.asarray(b[col["name"]], dtype=np.float32 if col["kind"] == "numeric" else object)
                  for b in blocks]
         columns[col["name"]] = np.concatenate(parts)
-    encoded = csvdata.encode(spec, columns)
+    encoded = tabular.encode(spec, columns)
     inputs = {c["input"]: columns[c["name"]] if c["kind"] == "numeric" else
               columns[c["name"]].astype(str).astype(object) for c in spec["columns"]}
     return inputs, encoded

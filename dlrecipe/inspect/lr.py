@@ -11,9 +11,7 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,105 +20,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from dlrecipe.data import loading as datamod
+from dlrecipe.data.source import count_train_examples
 from dlrecipe.errors import Problem, RecipeError
 from dlrecipe.layers.schedules import EpochSchedule
 from dlrecipe.recipe.loader import LoadedRecipe
-from dlrecipe.recipe.schema import DataConfig
-
-# --------------------------------------------------------------------------- counting training examples
-
-
-def count_train_examples(cfg: DataConfig) -> int:
-    """The number of training examples ``data.load(cfg, seed)`` gives, without loading the inputs.
-
-    Reads the example count from the ``x_train`` header (the .npy header inside the .npz, or the
-    IDX header of Fashion-MNIST) and, for classification, the training labels (held-out splits
-    are stratified per class, so their sizes depend on the class counts, not on the seed). Then
-    applies ``subset``, ``test_split`` and ``validation_split`` in ``data.load``'s order and with
-    its rounding.
-
-    Raises:
-        RecipeError: everything ``data.peek`` reports, and a split that would select nothing.
-    """
-    if cfg.source == "csv":  # a table is read whole anyway
-        from dlrecipe.data.sources import csv as csvdata
-        return csvdata.count_train_examples(cfg)
-    info = datamod.peek(cfg)  # every check load makes on headers; and the task
-    stratify = info.task == "classification"
-    if cfg.source == "fashion_mnist":
-        n_total, labels = _fashion_count(cfg, stratify)
-    else:
-        n_total, labels = _npz_count(cfg, stratify)
-    n = cfg.subset or n_total
-    groups = _class_sizes(labels[:n]) if stratify else [n]
-    if cfg.test_split is not None:  # peek refuses test_split for a source with a test split
-        groups = _after_carving(groups, n, cfg.test_split, stratify, "test_split")
-    if cfg.validation_split > 0:
-        groups = _after_carving(groups, sum(groups), cfg.validation_split, stratify, "validation_split")
-    return int(sum(groups))
-
-
-def _class_sizes(labels: np.ndarray) -> list[int]:
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels.reshape(-1)
-    if labels.ndim == 2:  # one-hot rows
-        labels = np.argmax(labels, axis=1)
-    return np.unique(labels, return_counts=True)[1].tolist()
-
-
-def _after_carving(groups: list[int], n: int, frac: float, stratify: bool, name: str) -> list[int]:
-    """What remains of each group after ``data``'s carving of ``frac`` (same rounding, same refusal)."""
-    held = [datamod.held_out_count(frac, g) for g in groups]  # the rounding data.load uses
-    if sum(held) == 0:
-        per = " (each class needs at least 2 examples to give one)" if stratify else ""
-        raise RecipeError.one(f"data.{name}", f"Received: {name}={frac} with {n} training example(s) left. This "
-                              f"selects no examples{per}, and a split may not leave the training set empty. Fix: "
-                              f"use more data (a larger subset), or set {name}: "
-                              f"{'0' if name == 'validation_split' else 'null'}.")
-    return [g - h for g, h in zip(groups, held)]
-
-
-def _npz_count(cfg: DataConfig, need_labels: bool) -> tuple[int, np.ndarray | None]:
-    keys = cfg.keys or {}
-    x_key, y_key = keys.get("x_train", "x_train"), keys.get("y_train", "y_train")
-    with zipfile.ZipFile(Path(cfg.path)) as z, z.open(f"{x_key}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape = read(f)[0]
-    labels = None
-    if need_labels:
-        with np.load(Path(cfg.path), allow_pickle=False) as npz:
-            labels = npz[y_key]
-    return int(shape[0]), labels
-
-
-def _fashion_count(cfg: DataConfig, need_labels: bool) -> tuple[int, np.ndarray | None]:
-    for folder in datamod.fashion_mnist_dirs(cfg):  # the first folder holding all four files, as data does
-        files = {}
-        for role, gz in datamod.FASHION_MNIST_FILES.items():
-            found = [p for p in (folder / gz, folder / gz[:-3]) if p.is_file()]
-            if found:
-                files[role] = found[0]
-        if len(files) == len(datamod.FASHION_MNIST_FILES):
-            break
-    n = _idx_shape(files["x_train"])[0]  # peek found the files and checked their headers
-    labels = None
-    if need_labels:
-        path = files["y_train"]
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
-            f.read(8)  # magic and the one dimension of a labels file
-            labels = np.frombuffer(f.read(), dtype=np.uint8)
-    return n, labels
-
-
-def _idx_shape(path: Path) -> tuple[int, ...]:
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
-        head = f.read(4)
-        return tuple(int.from_bytes(f.read(4), "big") for _ in range(head[3]))
-
-
-# --------------------------------------------------------------------------- learning rate
 
 
 @dataclass

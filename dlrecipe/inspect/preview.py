@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dlrecipe.build import augment
-from dlrecipe.data import loading as datamod
+from dlrecipe.data import source as datamod
 from dlrecipe.errors import RecipeError
 from dlrecipe.io import write_bytes
 from dlrecipe.recipe.loader import LoadedRecipe

@@ -47,8 +47,8 @@ import keras_tuner as kt
 from dlrecipe.build import scaling
 from dlrecipe.build.checks import build_all
 from dlrecipe.build.compile import finalize
-from dlrecipe.data import loading as datamod
 from dlrecipe.data import pipeline
+from dlrecipe.data import source as datamod
 from dlrecipe.errors import RecipeError
 from dlrecipe.io import _atomic_write, dump_yaml, write_json, write_text
 from dlrecipe.recipe.loader import LoadedRecipe

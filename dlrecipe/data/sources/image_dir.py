@@ -1,40 +1,12 @@
-"""The ``image_dir`` source: one sub-folder per class, images streamed from disk.
+"""The ``image_dir`` source: one sub-folder per class (``path/cat/1.png``), images streamed from disk.
 
-Layout::
-
-    path/
-      cat/  0001.png 0002.jpg ...
-      dog/  ...
-
-* Class names are the sub-folder names, sorted; label ``i`` is the ``i``-th.
-* Images: ``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.gif`` (what
-  ``tf.io.decode_image`` reads; a GIF gives its first frame). Other files and
-  hidden files (``.DS_Store``) are ignored.
-* ``color_mode``: ``grayscale`` (1 channel), ``rgb`` (3) or ``rgba`` (4);
-  default: the first image's own (PIL mode ``L``/``1``/``I``/``F`` ->
-  grayscale, modes with alpha -> rgba, else rgb). Images are converted to it
-  when decoded.
-* ``image_size: [height, width]``: every image is resized to it (bilinear,
-  rounded back to uint8). Without it, every image must have the first
-  image's size; a file of another size is an error that names it and says to
-  set ``image_size``.
-* Splits are drawn over the *file list* (never the pixels), seeded:
-  ``subset`` (N files chosen at random, in listing order), then
-  ``test_split`` (stratified), then ``validation_split`` (stratified), with
-  the rules of the in-memory sources (``data._carve``). ``test_path`` is a
-  folder of the same layout whose class folders are training classes.
-* When is a bad file found? ``validate`` (``peek``) lists the folders and
-  reads the first image's header. ``train``, ``evaluate`` and ``export`` read
-  the header of *every* file before anything is written (PIL reads a few
-  hundred bytes per file): a file that is not an image, an unsupported
-  format, or (without ``image_size``) a different size is a RecipeError naming
-  the file. A file whose header is fine but whose data is broken (truncated)
-  fails when it is decoded during training: dlrecipe then decodes the files
-  one by one to name it, removes the run folder if no epoch finished (else
-  the run stays resumable), and exits with code 2.
-
-The pixels stay raw uint8 until the model: normalization is a layer of the
-model (``preprocess``), fitted on the training files by one streamed pass.
+Class names are the sorted sub-folder names; ``.png``, ``.jpg``/``.jpeg``, ``.bmp`` and ``.gif`` files
+are read, converted to ``color_mode`` and resized to ``image_size`` when decoded. The splits are drawn
+over the file list, seeded (``subset`` at random, then ``test_split`` and ``validation_split``,
+stratified, by ``splits.carve``). ``load`` reads every file's header before anything is written; a file
+broken past its header fails in training, and ``pipeline.data_error`` then names it. The pixels stay
+raw uint8 until the model. TensorFlow is imported only inside the functions that build pipelines.
+See docs/data.md.
 """
 
 from __future__ import annotations
@@ -43,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dlrecipe.data.sources import check_source
+from dlrecipe.data.splits import carve
+from dlrecipe.data.types import DataInfo, Streamed, StreamSplit
 from dlrecipe.errors import RecipeError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -113,7 +88,6 @@ def _check_test(cfg) -> None:
         raise RecipeError.one("data.test_split", f"Received: test_split={cfg.test_split} and test_path="
                               f"{cfg.test_path!r}. Expected one of them: test_split carves the test images from "
                               "the training folder, test_path reads them from another folder. Fix: remove one.")
-    from dlrecipe.data.loading import check_source
     check_source(cfg)
     if cfg.task not in (None, "classification"):
         raise RecipeError.one("data.task", f"Received: task={cfg.task!r}. source: image_dir gives class folders, "
@@ -129,7 +103,6 @@ def _path(cfg) -> Path:
 
 def peek(cfg):
     """The data's facts from the folder listing and the first image's header (for ``validate``)."""
-    from dlrecipe.data.loading import DataInfo
     _check_test(cfg)
     classes, files, _ = _listing(_path(cfg), "data.path")
     shape, _ = _shape_and_mode(cfg, files[0], "data.path")
@@ -165,12 +138,13 @@ def _check_headers(files: list[Path], shape: tuple[int, int, int], resize: bool,
 
 
 def load(cfg, seed: int):
-    """List the folders, check every file's header, carve the splits; returns a ``pipeline.Streamed``.
+    """List the folders, check every file's header, carve the splits; returns a ``types.Streamed``.
 
-    Nothing is decoded here: the splits decode their files when their pipelines run.
+    Nothing is decoded here: the splits decode their files when their pipelines run. Without
+    ``image_size`` every image must have the first image's size; ``color_mode`` defaults to the first
+    image's (PIL modes ``L``/``1``/``I``/``F`` -> grayscale, with alpha -> rgba, else rgb). ``test_path`` is a
+    folder of the same layout whose class folders are training classes.
     """
-    from dlrecipe.data import loading as datamod
-    from dlrecipe.data.pipeline import Streamed
     info = peek(cfg)
     classes, files, labels = _listing(_path(cfg), "data.path")
     resize = cfg.image_size is not None
@@ -186,11 +160,11 @@ def load(cfg, seed: int):
         pool = np.sort(rng.permutation(len(files))[: cfg.subset])
     files_arr = np.asarray([str(f) for f in files])
     if cfg.test_split is not None:
-        held, pool = datamod._carve(pool, labels, cfg.test_split, True, rng, "test_split")
+        held, pool = carve(pool, labels, cfg.test_split, True, rng, "test_split")
         test_files, test_labels = list(files_arr[held]), labels[held]
     val = None
     if cfg.validation_split > 0:
-        held, pool = datamod._carve(pool, labels, cfg.validation_split, True, rng, "validation_split")
+        held, pool = carve(pool, labels, cfg.validation_split, True, rng, "validation_split")
         val = _split(files_arr[held], labels[held], shape, resize)
     train = _split(files_arr[pool], labels[pool], shape, resize)
     test = _split(np.asarray([str(f) for f in test_files]), test_labels, shape, resize) \
@@ -199,8 +173,6 @@ def load(cfg, seed: int):
 
 
 def _split(files: np.ndarray, labels: np.ndarray, shape: tuple[int, int, int], resize: bool):
-    from dlrecipe.data.pipeline import StreamSplit
-
     def make(shuffle_seed):
         return dataset(files, labels, shape, resize, shuffle_seed)
 

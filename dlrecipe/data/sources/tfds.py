@@ -1,26 +1,11 @@
 """The ``tfds`` source: a TensorFlow Datasets data set already prepared on disk, streamed, never downloaded.
 
-Recipe keys: ``name`` (a tfds name, optionally with a version,
-``mnist:3.0.1``), ``split`` (a split name for training, or ``{train: ...,
-test: ...}``; default ``{train: train, test: test}`` when the data set has a
-``test`` split), ``data_dir`` (default: tfds's own, ``~/tensorflow_datasets``),
-``image_size`` (needed when the images have no fixed size), ``color_mode``.
-
-Offline only: the builder is opened with ``try_gcs=False`` and dlrecipe never
-calls ``download_and_prepare``. A data set that is not prepared in
-``data_dir`` is a RecipeError that says how to prepare it on a machine with
-internet; an unknown name is a RecipeError with "did you mean".
-
-The data set must have ``supervised_keys`` (``('image', 'label')`` for image
-classification); class names come from the label feature
-(``info.features['label'].names``).
-
-Splits: ``test_split`` and ``validation_split`` take the *last* examples of
-the training split in its stored order (``[train | validation | test]``, by
-``take``/``skip``): choosing them at random or per class would need a full
-read of the split before training. Shuffling: a seeded shuffle buffer of up to
-10,000 decoded examples, refilled every epoch, and tfds's own file shuffling
-is off so the take/skip splits stay fixed.
+Keys: ``name`` (``mnist`` or ``mnist:3.0.1``), ``split`` (a training split name, or ``{train, test}``),
+``data_dir`` (default tfds's ``~/tensorflow_datasets``), ``image_size``, ``color_mode``. The builder is
+opened offline (``try_gcs=False``); an unprepared data set is a RecipeError saying how to prepare it.
+It must have ``supervised_keys`` (image, label). ``test_split`` and ``validation_split`` take the *last*
+examples of the training split in stored order (``[train | validation | test]``); shuffling is a seeded
+buffer of up to ``SHUFFLE_BUFFER`` examples. TensorFlow is imported only inside functions. See docs/data.md.
 """
 
 from __future__ import annotations
@@ -29,6 +14,9 @@ import difflib
 import os
 from pathlib import Path
 
+from dlrecipe.data.sources import check_source
+from dlrecipe.data.splits import held_out_count
+from dlrecipe.data.types import DataInfo, Streamed, StreamSplit
 from dlrecipe.errors import RecipeError
 
 SHUFFLE_BUFFER = 10_000
@@ -50,7 +38,6 @@ def _check_keys(cfg) -> None:
     if not cfg.name:
         raise RecipeError.one("data.name", "Received: no name. source: tfds needs name: the TensorFlow Datasets "
                               "name, e.g. name: mnist.")
-    from dlrecipe.data.loading import check_source
     check_source(cfg)
     if cfg.task not in (None, "classification"):
         raise RecipeError.one("data.task", f"Received: task={cfg.task!r}. source: tfds reads labelled images for "
@@ -135,7 +122,6 @@ def _shape(cfg, builder) -> tuple[tuple[int, int, int], str, str, int]:
 
 def peek(cfg):
     """The data's facts from the prepared data set's metadata (nothing is read)."""
-    from dlrecipe.data.loading import DataInfo
     _check_keys(cfg)
     builder = _builder(cfg)
     _split_names(cfg, builder)
@@ -146,11 +132,8 @@ def peek(cfg):
 
 
 def load(cfg, seed: int):
-    """The splits as streamed ``tf.data`` pipelines over the prepared files (``pipeline.Streamed``)."""
+    """The splits as streamed ``tf.data`` pipelines over the prepared files (``types.Streamed``)."""
     import tensorflow as tf
-
-    from dlrecipe.data.loading import held_out_count
-    from dlrecipe.data.pipeline import Streamed, StreamSplit
     info = peek(cfg)
     builder = _builder(cfg)
     train_name, test_name = _split_names(cfg, builder)
