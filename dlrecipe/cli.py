@@ -267,7 +267,7 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
     command again resumes the search; finished trials are not run again.
     """
     from dlrecipe.recipe.loader import load_recipe
-    from dlrecipe.tune.launch import SearchFailed, parse_duration
+    from dlrecipe.tune.results import SearchFailed, parse_duration
     seconds = parse_duration(max_time) if max_time is not None else None
     loaded = load_recipe(recipe, sets)
     trainmod = _train_module()
