@@ -192,7 +192,7 @@ def tune(recipe: Path, sets: list[str], out: Path, *, max_trials: int | None = N
         >>> result = tune(Path("recipes/tune_quickstart.yaml"), [], Path("runs"), max_trials=2)
         >>> result.best_path, result.best_values
     """
-    from dlrecipe.tune.launch import parse_duration
+    from dlrecipe.tune.results import parse_duration
     allow(allow_artifacts)
     seconds = parse_duration(max_time) if max_time is not None else None
     loaded = load_recipe(recipe, sets)

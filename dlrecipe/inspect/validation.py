@@ -17,8 +17,8 @@ def build_for_validation(loaded: LoadedRecipe):
     Reads only file headers of the data, so it is as fast on a large data set as on a small one.
     """
     from dlrecipe.build.checks import build_all
-    from dlrecipe.data import source as datamod
     from dlrecipe.data import preprocess
+    from dlrecipe.data import source as datamod
     from dlrecipe.inspect.init import symmetry_warnings
     recipe = loaded.recipe
     info = datamod.peek(recipe.data, recipe.seed)

@@ -1,26 +1,12 @@
-"""Data-parallel training over several processes: ``dlrecipe train RECIPE --workers N``.
+"""Data-parallel training over several processes: ``dlrecipe train RECIPE --workers N`` (see docs/training.md).
 
-Keras 3's ``fit`` does not run under TensorFlow's MultiWorkerMirroredStrategy
-(keras-team/keras#20585), so several processes train through Keras's
-distribution API on the JAX backend: every process joins one JAX cluster
-(CPU collectives over gloo), the model's variables are replicated by
-``DataParallel`` over every device of every process, and each process feeds
-its own shard of the training data. Gradients are averaged across processes
-by XLA's collectives, so all processes hold the same weights after every step.
-
-Two roles, chosen by the environment:
-
-* **launcher** (no ``DLRECIPE_PROCESS_ID``): picks a free loopback port, starts
-  N local worker processes (``python -m dlrecipe train ... --workers N``), writes
-  their output to ``RUN/workers/<i>.log``, echoes worker 0's log, and
-  supervises them: when one dies, the others are stopped and the dead one is
-  reported with its exit code and last log lines. Ctrl-C stops all of them.
-* **worker** (``DLRECIPE_PROCESS_ID=i`` and ``DLRECIPE_COORDINATOR=host:port``,
-  set by the launcher, or by hand on each host of a several-host run): joins
-  the cluster and trains its shard. Only worker 0 writes the run folder.
-
-Thread share: a local worker is pinned to ``cpu_count // N`` CPUs (``DLRECIPE_CPUS``),
-so N workers on one machine do not fight over every core.
+Keras 3's ``fit`` does not run under TensorFlow's MultiWorkerMirroredStrategy (keras-team/keras#20585), so
+the processes train through Keras's distribution API on JAX: one JAX cluster (CPU collectives over gloo),
+``DataParallel`` over every device of every process, each process on its own shard of the data.
+The role comes from the environment: without ``DLRECIPE_PROCESS_ID`` this process is the launcher
+(``launch``: N local workers, supervised with ``dlrecipe.distributed``); with ``DLRECIPE_PROCESS_ID=i`` and
+``DLRECIPE_COORDINATOR=host:port`` (set by the launcher, or by hand on each host) it is worker i, which
+joins the cluster (``join``) and trains its shard. Only worker 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -29,17 +15,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from dlrecipe.distributed import processes
 from dlrecipe.errors import Problem, RecipeError
 
 PROCESS_ID = "DLRECIPE_PROCESS_ID"
@@ -154,24 +137,6 @@ def shard(x: Any, y: Any, process: Process | None) -> tuple[Any, Any]:
     return x[process.index::process.count][:n], y[process.index::process.count][:n]
 
 
-def free_port() -> int:
-    """A free TCP port on loopback (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_shares(workers: int) -> list[str | None]:
-    """The CPUs each local worker is pinned to: ``cpu_count // N`` each (None: not pinned)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return [None] * workers
-    cpus = sorted(os.sched_getaffinity(0))
-    per = len(cpus) // workers
-    if per < 1:
-        return [None] * workers
-    return [",".join(str(c) for c in cpus[i * per:(i + 1) * per]) for i in range(workers)]
-
-
 @dataclass
 class Outcome:
     """How a supervised group of workers ended."""
@@ -184,6 +149,11 @@ def launch(args: list[str], workers: int, run_dir: Path, command: list[str], *, 
            echo: Callable[[str], None] = print) -> Outcome:
     """Start ``workers`` local processes running ``dlrecipe <args>`` on loopback and supervise them.
 
+    Each worker is pinned to ``cpu_count // N`` CPUs (``DLRECIPE_CPUS``), so N workers on one machine do not
+    fight over every core, and logs to ``run_dir/workers/<i>.log``; worker 0's log is echoed. When one
+    worker dies the others are stopped and the dead one is reported with its exit code and last log lines;
+    Ctrl-C stops all of them.
+
     Args:
         args: the ``dlrecipe`` arguments each worker runs (``train ... --workers N``).
         run_dir: the run folder (created here for a new run); logs go to ``run_dir/workers/<i>.log``.
@@ -194,37 +164,29 @@ def launch(args: list[str], workers: int, run_dir: Path, command: list[str], *, 
     logs = run_dir / LOGS
     made = _missing_root(logs)  # the first folder this call creates: removed again if the recipe is refused
     logs.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    shares = cpu_shares(workers)
+    port = processes.free_port()
+    shares = processes.cpu_shares(workers)
     procs: list[subprocess.Popen] = []
-    files = []
-    for i in range(workers):
-        env = {**os.environ, "KERAS_BACKEND": "jax", PROCESS_ID: str(i), COORDINATOR: f"127.0.0.1:{port}",
-               RUN_DIR: str(run_dir), COMMAND: json.dumps(command), "PYTHONUNBUFFERED": "1"}
-        if shares[i]:
-            env[CPUS] = shares[i]
-            env["OMP_NUM_THREADS"] = str(len(shares[i].split(",")))
-        log = open(logs / f"{i}.log", "ab")
-        log.write(f"--- dlrecipe worker {i} of {workers}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        log.flush()
-        files.append(log)
-        # A session of its own: a Ctrl-C in the terminal reaches the launcher only, which stops every
-        # worker at once. Workers stopping by themselves at different batches would wait forever on
-        # each other's collectives.
-        procs.append(subprocess.Popen([sys.executable, "-m", "dlrecipe", *args], env=env, stdout=log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
-        echo(f"Started worker {i} of {workers} (pid {procs[-1].pid}), log: {logs / f'{i}.log'}")
     try:
+        for i in range(workers):
+            env = {"KERAS_BACKEND": "jax", PROCESS_ID: str(i), COORDINATOR: f"127.0.0.1:{port}",
+                   RUN_DIR: str(run_dir), COMMAND: json.dumps(command)}
+            if shares[i]:
+                env[CPUS] = shares[i]
+                env["OMP_NUM_THREADS"] = str(len(shares[i].split(",")))
+            # In a session of its own: a Ctrl-C in the terminal reaches the launcher only, which stops every
+            # worker at once. Workers stopping by themselves at different batches would wait forever on
+            # each other's collectives.
+            header = f"--- dlrecipe worker {i} of {workers}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            procs.append(processes.start(["-m", "dlrecipe", *args], logs / f"{i}.log", header, env))
+            echo(f"Started worker {i} of {workers} (pid {procs[-1].pid}), log: {logs / f'{i}.log'}")
         outcome = _supervise(procs, logs, run_dir, made if new_run else None, echo)
     except KeyboardInterrupt:
         outcome = Outcome(130, f"Interrupted: all {workers} workers stopped. The run keeps its finished epochs: "
                                f"resume with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} "
                                f"--workers {workers}`.")
     finally:
-        with _sigint_ignored():  # a second Ctrl-C must not leave workers running
-            _stop(procs)
-        for f in files:
-            f.close()
+        _stop(procs)
     return outcome
 
 
@@ -256,14 +218,13 @@ def _supervise(procs: list[subprocess.Popen], logs: Path, run_dir: Path, made: P
 
 
 def _failure(i: int, code: int, logs: Path, run_dir: Path, made: Path | None, workers: int) -> Outcome:
-    tail = _tail(logs / f"{i}.log")
+    tail = processes.tail(logs / f"{i}.log", 15)
     if code == 2:  # the recipe or the command was refused, before training: show the problems as they are
         if made is not None and not (run_dir / "recipe.yaml").exists():
             shutil.rmtree(made, ignore_errors=True)
         first = next((k for k, line in enumerate(tail) if _is_problem(line)), 0)
         return Outcome(2, "\n".join(tail[first:]))
-    how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.Signals._value2member_map_ \
-        else f"exit code {code}"
+    how = processes.describe_exit(code, signal_number=False)
     resume = (f"The run keeps its finished epochs: resume with `KERAS_BACKEND=jax dlrecipe train --resume {run_dir} "
               f"--workers {workers}`.") if (run_dir / "checkpoints" / "state.json").exists() else \
         "No epoch had finished, so there is nothing to resume: train the recipe again."
@@ -272,45 +233,14 @@ def _failure(i: int, code: int, logs: Path, run_dir: Path, made: Path | None, wo
                       f"{logs / f'{i}.log'}:\n{lines}\n{resume}")
 
 
-def _tail(path: Path, n: int = 15) -> list[str]:
-    try:
-        with open(path, errors="replace") as f:
-            return [line.rstrip("\n") for line in deque(f, maxlen=n)]
-    except OSError:
-        return []
-
-
 def _stop(procs: list[subprocess.Popen]) -> None:
-    """Kill every running worker's process group, and reap them.
+    """Kill every running worker's process group at once, and reap them.
 
-    SIGKILL at once: JAX's distributed runtime takes SIGTERM as a preemption notice and trains on, and
+    SIGKILL, no grace: JAX's distributed runtime takes SIGTERM as a preemption notice and trains on, and
     a worker left alone waits forever on the collectives of the dead one. Nothing is lost that was
     committed: every file of the run is replaced atomically and state.json, written last, commits an epoch.
     """
-    for p in procs:
-        if p.poll() is None:
-            _signal_group(p, signal.SIGKILL)
-    for p in procs:
-        p.wait()
-
-
-class _sigint_ignored:
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        return False
-
-
-def _signal_group(p: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(p.pid, sig)  # the worker leads its own session (start_new_session)
-    except (ProcessLookupError, PermissionError):
-        pass
+    processes.stop(procs, grace=0)
 
 
 def _is_problem(line: str) -> bool:
