@@ -136,9 +136,10 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
                                                 "batch.")) -> None:
     """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run with --resume RUN)."""
     from dlrecipe.recipe.loader import load_recipe
+    from dlrecipe.train.resume import load_for_resume
     if (recipe is None) == (resume is None):
         raise RecipeError.one("RECIPE", "Give a recipe to train, or --resume RUN to continue a run (not both).")
-    loaded = load_recipe(recipe, sets) if resume is None else _train_module().load_for_resume(resume, sets)
+    loaded = load_recipe(recipe, sets) if resume is None else load_for_resume(resume, sets)
     if evaluate_after and loaded.recipe.train.cross_validation > 1:
         raise RecipeError.one("--evaluate", "A cross-validation run has no model to evaluate: it reports each "
                               "fold's validation metrics (cv.json). Leave out --evaluate.")
@@ -146,14 +147,15 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
         _train_workers(loaded, recipe, sets, out, resume, workers, evaluate_after)
         return
     trainmod = _train_module()
+    from dlrecipe.train.unit import TrainingStopped
     try:
         with recipe_lines(loaded.lines):
             result = trainmod.train(loaded, out, sys.argv, resume=resume)
-    except trainmod.TrainingStopped as e:
+    except TrainingStopped as e:
         _err(str(e))
         raise typer.Exit(e.exit_code) from None
     if hasattr(result, "kind"):  # an ensemble or a cross-validation
-        from dlrecipe.train.ensemble import print_group
+        from dlrecipe.train.group import print_group
         print_group(result, _console())
     else:
         last = result.history[-1] if result.history else {}
@@ -174,12 +176,13 @@ def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, r
     if process is not None:  # one worker: join the cluster before JAX starts, then train this shard
         wk.join(process, loaded.recipe.train.batch_size)
         trainmod = _train_module()
+        from dlrecipe.train.unit import TrainingStopped
         run_dir = os.environ.get(wk.RUN_DIR)
         try:
             with recipe_lines(loaded.lines):
                 result = trainmod.train(loaded, out, wk.command_line(), resume=resume, verbose=2, process=process,
                                         run_dir=Path(run_dir) if run_dir else None)
-        except trainmod.TrainingStopped as e:
+        except TrainingStopped as e:
             _err(str(e))
             raise typer.Exit(e.exit_code) from None
         if process.chief and not run_dir:  # started by hand (several hosts): no launcher to say it
@@ -188,10 +191,9 @@ def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, r
     import_keras_quietly()
     import keras
     wk.check_request(n, loaded.recipe.train.batch_size, keras.backend.backend())
-    trainmod = _train_module()
-    if resume is None:
-        trainmod.check_writable(out)
     from dlrecipe import runs
+    if resume is None:
+        runs.check_writable(out)
     run_dir = resume or runs.new_run_dir(out, loaded.recipe.name)
     args = ["train", *([str(recipe)] if recipe is not None else []), *[a for s in sets for a in ("--set", s)],
             "--out", str(out), *(["--resume", str(resume)] if resume is not None else []), "--workers", str(n)]
@@ -199,7 +201,7 @@ def _train_workers(loaded, recipe: Optional[Path], sets: list[str], out: Path, r
     if outcome.exit_code:
         _err(outcome.message)
         raise typer.Exit(outcome.exit_code)
-    rows = trainmod._read_history(Path(run_dir) / runs.HISTORY)
+    rows = runs.read_history(Path(run_dir) / runs.HISTORY)
     last = rows[-1] if rows else {}
     shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k not in ("epoch", "learning_rate"))
     typer.echo(f"Trained {loaded.recipe.name} in {n} workers: {shown}")
@@ -270,7 +272,8 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
     from dlrecipe.tune.launch import SearchFailed, parse_duration
     seconds = parse_duration(max_time) if max_time is not None else None
     loaded = load_recipe(recipe, sets)
-    trainmod = _train_module()
+    import_keras_quietly()
+    from dlrecipe.train.unit import TrainingStopped
     from dlrecipe.tune.tuner import retrain_best as run_retrain
     from dlrecipe.tune.tuner import tune as run_tune
     try:
@@ -287,7 +290,7 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
     if retrain_best:
         try:
             trained = run_retrain(result, out, sys.argv)
-        except trainmod.TrainingStopped as e:
+        except TrainingStopped as e:
             _err(str(e))
             raise typer.Exit(e.exit_code) from None
         typer.echo(f"Retrained the best recipe on training + validation data for {result.best_epochs} epoch(s).")
