@@ -111,7 +111,7 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
     """Train ``recipe`` into ``<out>/<name>/<timestamp>/``, or continue the run ``resume``.
 
     ``evaluate`` is only checked here (a cross-validation has no model to evaluate): call ``evaluate`` after.
-    Raises ``train.fit.TrainingStopped`` when training fails (NaN, Ctrl-C) after the run folder was made.
+    Raises ``train.unit.TrainingStopped`` when training fails (NaN, Ctrl-C) after the run folder was made.
 
     Example:
         >>> done = train(Path("recipes/quickstart.yaml"), ["train.epochs=1"], Path("runs"))
@@ -125,7 +125,7 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
         loaded = load_recipe(recipe, sets)
     else:
         import_keras_quietly()
-        from dlrecipe.train.fit import load_for_resume
+        from dlrecipe.train.resume import load_for_resume
         loaded = load_for_resume(resume, sets)
     if evaluate and loaded.recipe.train.cross_validation > 1:
         raise RecipeError.one("--evaluate", "A cross-validation run has no model to evaluate: it reports each "
@@ -159,18 +159,18 @@ def _train_workers(loaded: LoadedRecipe, recipe: Path | None, sets: list[str], o
     import keras
 
     from dlrecipe import runs
-    from dlrecipe.train import fit as trainmod
+    from dlrecipe.train.unit import TrainingStopped
     wk.check_request(n, loaded.recipe.train.batch_size, keras.backend.backend())
     if resume is None:
-        trainmod.check_writable(out)
+        runs.check_writable(out)
     run_dir = Path(resume or runs.new_run_dir(out, loaded.recipe.name))
     args = ["train", *([str(recipe)] if recipe is not None else []), *[a for s in sets for a in ("--set", s)],
             "--out", str(out), *(["--resume", str(resume)] if resume is not None else []), "--workers", str(n)]
     import sys
     outcome = wk.launch(args, n, run_dir, sys.argv, new_run=resume is None, echo=_echo)
     if outcome.exit_code:
-        raise trainmod.TrainingStopped(outcome.message, run_dir, outcome.exit_code)
-    rows = trainmod._read_history(run_dir / runs.HISTORY)
+        raise TrainingStopped(outcome.message, run_dir, outcome.exit_code)
+    rows = runs.read_history(run_dir / runs.HISTORY)
     return Trained(loaded, run_dir, rows[-1] if rows else {}, workers=n)
 
 

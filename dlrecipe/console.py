@@ -65,7 +65,7 @@ def print_trained(done: Any) -> None:
     """The last epoch's metrics (or the members' / folds' table), how training ended, and the run folder."""
     name, epochs = done.loaded.recipe.name, done.loaded.recipe.train.epochs
     if done.group is not None:
-        from dlrecipe.train.ensemble import print_group
+        from dlrecipe.train.group import print_group
         print_group(done.group, rich_console())
     elif done.workers is not None:
         if done.run_dir is None:  # a worker under the launcher: the launcher reports

@@ -1,46 +1,48 @@
-"""The run folder: layout, finding runs, and loading what they hold.
+"""The run folder (``runs/<name>/<timestamp>/``): its layout, finding runs, and reading and writing its files.
 
-Layout (``runs/<name>/<timestamp>/``)::
-
-    recipe.yaml          fully resolved recipe (train it again to reproduce the run)
-    environment.json     versions, devices, backend, seed, command line
-    preprocessing.json   input shape and dtype, task, class names, fitted statistics
-    preprocessing.npz    the ZCA / PCA matrices that preprocessing.json names (only with zca or pca)
-    history.csv          one row per finished epoch, with the learning rate
-    checkpoints/         last.keras + state.json, to resume
-    model.keras          the final (or best) model: raw inputs in, probabilities out
-    metrics.json         written by evaluate
-    plots/               curves, confusion matrix
-    tensorboard/         TensorBoard logs
-    export/              written by export
-
-An ensemble keeps each member in ``members/<i>/`` (its own history.csv, checkpoints/, model.keras) and
-``model.keras`` is the averaging ensemble; a cross-validation run keeps its folds in ``folds/<i>/`` and
-its report in cv.json and cv.csv, and has no model.keras (see ``dlrecipe.ensemble``).
+Everything ``train`` writes and ``evaluate``/``export``/``--resume`` read goes through here: history.csv,
+checkpoints/state.json and the best weights, atomic model saves, and safe-mode model loading. An ensemble
+keeps each member in ``members/<i>/`` and a cross-validation each fold in ``folds/<i>/``, each laid out as a
+run (see ``dlrecipe.train.ensemble`` and ``dlrecipe.train.crossval``). See docs/training.md.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
+import os
+import shutil
+import tempfile
 import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dlrecipe.errors import RecipeError
+import numpy as np
 
-RECIPE = "recipe.yaml"
-ENVIRONMENT = "environment.json"
-PREPROCESSING = "preprocessing.json"
-HISTORY = "history.csv"
-CHECKPOINTS = "checkpoints"
+from dlrecipe.errors import RecipeError
+from dlrecipe.io import write_bytes, write_json, write_text
+
+RECIPE = "recipe.yaml"                 # the fully resolved recipe (train it again to reproduce the run)
+ENVIRONMENT = "environment.json"       # versions, devices, backend, seed, command line
+PREPROCESSING = "preprocessing.json"   # input shape and dtype, task, class names, fitted statistics
+# (preprocessing.npz beside it holds the ZCA / PCA matrices that preprocessing.json names)
+HISTORY = "history.csv"                # one row per finished epoch, with the learning rate
+CHECKPOINTS = "checkpoints"            # last.keras + state.json (+ best_weights_<i>.npz), to resume
 LAST_CHECKPOINT = "checkpoints/last.keras"
-STATE = "checkpoints/state.json"
-MODEL = "model.keras"
-METRICS = "metrics.json"
-PLOTS = "plots"
+STATE = "checkpoints/state.json"       # commits an epoch: its number and the recipe callbacks' counters
+MODEL = "model.keras"                  # the final (or best) model: raw inputs in, probabilities out
+METRICS = "metrics.json"               # written by evaluate
+PLOTS = "plots"                        # curves, confusion matrix
 TENSORBOARD = "tensorboard"
-EXPORT = "export"
+EXPORT = "export"                      # written by export
+
+# Keras callbacks that count across epochs, and the integer counters state.json keeps for them beside
+# their best monitored value (None before their first epoch), so that --resume goes on where the run
+# stopped. An EarlyStopping with restore_best_weights also keeps its best weights (``best_weights_path``).
+CALLBACK_COUNTERS = {"ReduceLROnPlateau": ("wait", "cooldown_counter"), "EarlyStopping": ("wait", "best_epoch")}
 
 
 def new_run_dir(out: Path, name: str) -> Path:
@@ -88,6 +90,211 @@ def read_json(path: Path) -> Any:
                               "Train it again.") from None
     except (OSError, ValueError) as e:
         raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
+
+
+def check_writable(out: Path) -> None:
+    """``out`` can hold a run folder: a folder is created and removed in its nearest existing parent.
+
+    Raises:
+        RecipeError: ``--out`` is a file or lies in a folder that cannot be written.
+    """
+    out = Path(out).absolute()
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    reason = f"{probe} is not a folder" if not probe.is_dir() else None
+    if reason is None:
+        try:
+            Path(tempfile.mkdtemp(dir=probe, prefix=".dlrecipe-probe-")).rmdir()
+        except OSError as e:
+            reason = f"{probe} is not writable ({e.strerror})"
+    if reason:
+        raise RecipeError.one("--out", f"Cannot write run folders under {out}: {reason}. Choose another --out.")
+
+
+def remove_run(run_dir: Path) -> None:
+    """Delete a run folder and everything in it (a run that failed before its first epoch)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- history.csv
+
+
+def _history_table(path: Path) -> tuple[list[str], list[list[str]]] | None:
+    """history.csv's header and its non-empty rows of cells, or None when there is no file."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
+    if not rows or "epoch" not in rows[0]:
+        raise RecipeError.one(str(path), f"Received header {rows[0] if rows else 'none'}. Expected a CSV whose "
+                              "first column is 'epoch' (written by `dlrecipe train`); train the run again.")
+    return rows[0], [r for r in rows[1:] if r]
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """history.csv's rows, one per finished epoch: ``{"epoch": 1, "loss": ..., "learning_rate": ...}``.
+
+    ``epoch`` is an int. An empty cell (a column that appeared in a later epoch) is left out of its row,
+    and a cell that is not a number reads as NaN. No file: no rows.
+
+    Raises:
+        RecipeError: the file is unreadable, or its header has no ``epoch`` column.
+
+    Example:
+        >>> read_history(run_dir / HISTORY)[-1]["val_loss"]
+        0.4213
+    """
+    table = _history_table(path)
+    if table is None:
+        return []
+    header, body = table
+    rows = []
+    for cells in body:
+        row: dict[str, Any] = {name: _to_float(cell) for name, cell in zip(header, cells) if cell != ""}
+        if "epoch" in row and math.isfinite(row["epoch"]):
+            row["epoch"] = int(row["epoch"])
+        rows.append(row)
+    return rows
+
+
+def history_columns(path: Path) -> dict[str, list[float]] | None:
+    """history.csv as ``{column: one value per epoch}`` (NaN where a row has none), or None when there is no file.
+
+    Raises:
+        RecipeError: the file is unreadable, or its header has no ``epoch`` column.
+    """
+    table = _history_table(path)
+    if table is None:
+        return None
+    header, body = table
+    return {name: [_to_float(r[i]) if i < len(r) else math.nan for r in body] for i, name in enumerate(header)}
+
+
+def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write history.csv atomically: ``epoch`` first, ``learning_rate`` last, the other columns as they appeared."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    keys = ["epoch", *[k for k in keys if k not in ("epoch", "learning_rate")], "learning_rate"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- checkpoints/
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _state_problem(state: Any) -> str | None:
+    """What is wrong with a state.json (``write_state`` writes it), or None."""
+    if not isinstance(state, dict) or not _is_int(state.get("epoch")):
+        return "Expected an object whose 'epoch' is a whole number >= 0"
+    entries = state.get("callbacks")
+    if entries is None:
+        return None  # written before the callbacks' counters were kept: they start afresh
+    if not isinstance(entries, list):
+        return "Expected 'callbacks' to be a list"
+    for i, entry in enumerate(entries):
+        if entry is None:
+            continue
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        counters = CALLBACK_COUNTERS.get(kind) if isinstance(kind, str) else None
+        if counters is None or not isinstance(entry.get("monitor"), str):
+            return f"callbacks[{i}]: expected null or an object with a 'type' of {', '.join(CALLBACK_COUNTERS)} " \
+                   "and a 'monitor'"
+        best = entry.get("best")
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+            return f"callbacks[{i}].best: expected a number or null, got {best!r}"
+        for key in counters:
+            if not _is_int(entry.get(key)):
+                return f"callbacks[{i}].{key}: expected a whole number >= 0, got {entry.get(key)!r}"
+    return None
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """checkpoints/state.json, checked: the committed ``epoch`` and the recipe ``callbacks``' counters.
+
+    Raises:
+        RecipeError: missing, unreadable, or not what ``write_state`` writes.
+    """
+    path = Path(run_dir) / STATE
+    state = read_json(path)
+    problem = _state_problem(state)
+    if problem:
+        raise RecipeError.one(str(path), f"{problem}; the run folder is damaged. Train the recipe again.")
+    return state
+
+
+def write_state(run_dir: Path, epoch: int, callbacks: list[dict | None]) -> None:
+    """Commit ``epoch`` (written last, after its checkpoint and history row), with the callbacks' counters.
+
+    ``callbacks``: per recipe callback, ``{"type", "monitor", "best", <its CALLBACK_COUNTERS>}`` or None.
+    """
+    write_json(Path(run_dir) / STATE, {"epoch": epoch, "callbacks": callbacks})
+
+
+def best_weights_path(run_dir: Path, index: int) -> Path:
+    """Where the best weights of the recipe's callback ``index`` (an EarlyStopping) are kept."""
+    return Path(run_dir) / CHECKPOINTS / f"best_weights_{index}.npz"
+
+
+def read_best_weights(path: Path) -> list[np.ndarray]:
+    """The weights ``write_best_weights`` wrote, in order.
+
+    Raises:
+        RecipeError: the file is unreadable.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return [arrays[f"w{j}"] for j in range(len(arrays.files))]
+    except (OSError, ValueError, KeyError) as e:
+        raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train the recipe "
+                              "again.") from None
+
+
+def write_best_weights(path: Path, weights: list[np.ndarray]) -> None:
+    """Write a model's weights (``model.get_weights()`` order) to an ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **{f"w{j}": w for j, w in enumerate(weights)})
+    write_bytes(path, buf.getvalue())
+
+
+def save_model(model, path: Path, chief: bool = True) -> None:
+    """``model.save`` to a temp file beside ``path``, then rename (atomic).
+
+    ``chief=False`` (workers other than 0 of a multi-process run): saving reads the replicated
+    variables through a collective that every process must join, so these workers save too, to a
+    scratch file that is thrown away.
+    """
+    if not chief:
+        with tempfile.TemporaryDirectory(prefix="dlrecipe-worker-") as scratch:
+            model.save(Path(scratch) / "model.keras")
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def register_layers() -> None:

@@ -212,15 +212,15 @@ def test_the_resolved_recipe_reproduces_the_run(cli, write_recipe, tmp_path):
 
 
 def test_interrupted_training_keeps_finished_epochs_and_resumes(cli, write_recipe, tmp_path, monkeypatch):
-    from dlrecipe.train import fit as trainmod
-    original = trainmod._Watcher.on_epoch_end
+    from dlrecipe.train import unit
+    original = unit._Watcher.on_epoch_end
 
     def stop_after_second(self, epoch, logs=None):
         original(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop_after_second)
+    monkeypatch.setattr(unit._Watcher, "on_epoch_end", stop_after_second)
     out = tmp_path / "runs"
     result = cli("train", write_recipe(train={"epochs": 4}), "--out", out)
     assert result.exit_code == 130
@@ -228,7 +228,7 @@ def test_interrupted_training_keeps_finished_epochs_and_resumes(cli, write_recip
     run = only_run(out)
     assert not (run / "model.keras").exists()
     assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 2, "callbacks": []}
-    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", original)
+    monkeypatch.setattr(unit._Watcher, "on_epoch_end", original)
     result = cli("train", "--resume", run)
     assert result.exit_code == 0, result.stderr
     assert [r["epoch"] for r in history(run)] == [1, 2, 3, 4]
@@ -326,23 +326,23 @@ def test_a_model_saved_before_resuming_to_more_epochs_is_not_kept_as_the_longer_
                                                                                             tmp_path, monkeypatch):
     import keras
 
-    from dlrecipe.train import fit as trainmod
+    from dlrecipe import runs
     out = tmp_path / "runs"
     assert cli("train", write_recipe(train={"epochs": 1}), "--out", out).exit_code == 0
     run = only_run(out)
     epoch_1 = keras.saving.load_model(run / "model.keras").get_weights()
-    save = trainmod.save_model
+    save = runs.save_model
 
     def stop_before_the_model(model, path, *args, **kwargs):  # Ctrl-C after epoch 2 is committed
         if Path(path).name == "model.keras":
             raise KeyboardInterrupt
         return save(model, path, *args, **kwargs)
 
-    monkeypatch.setattr(trainmod, "save_model", stop_before_the_model)
+    monkeypatch.setattr(runs, "save_model", stop_before_the_model)
     assert cli("train", "--resume", run, "--set", "train.epochs=2").exit_code == 130
     assert [r["epoch"] for r in history(run)] == [1, 2]
     assert not (run / "model.keras").exists()  # epoch 1's model is not the 2-epoch run's
-    monkeypatch.setattr(trainmod, "save_model", save)
+    monkeypatch.setattr(runs, "save_model", save)
     result = cli("train", "--resume", run)  # saves the model of epoch 2 from the checkpoint
     assert result.exit_code == 0, result.stderr
     assert [r["epoch"] for r in history(run)] == [1, 2]

@@ -62,20 +62,20 @@ def test_ensemble_members_have_their_seeds_and_evaluate_and_export_serve_the_ave
 def interrupt_member(monkeypatch, member: str, after_epoch: int) -> None:
     """Ctrl-C in ``members/<member>`` once its epoch ``after_epoch`` (1-based) is committed, until
     ``monkeypatch.undo()``."""
-    from dlrecipe.train import fit as trainmod
-    original = trainmod._Watcher.on_epoch_end
+    from dlrecipe.train import unit
+    original = unit._Watcher.on_epoch_end
 
     def stop(self, epoch, logs=None):
         original(self, epoch, logs)
         if self.run_dir.name == member and epoch == after_epoch - 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainmod._Watcher, "on_epoch_end", stop)
+    monkeypatch.setattr(unit._Watcher, "on_epoch_end", stop)
 
 
 def test_an_interrupted_ensemble_resumes_its_unfinished_member_and_skips_the_finished_one(cli, write_recipe,
                                                                                            tmp_path, monkeypatch):
-    from dlrecipe.train import ensemble
+    from dlrecipe.train import group
     interrupt_member(monkeypatch, "2", after_epoch=1)
     out = tmp_path / "runs"
     result = cli("train", write_recipe(train={"epochs": 2, "ensemble": 2}), "--out", out)
@@ -90,13 +90,13 @@ def test_an_interrupted_ensemble_resumes_its_unfinished_member_and_skips_the_fin
 
     monkeypatch.undo()
     fitted = []
-    fit_unit = ensemble.fit_unit
+    fit_unit = group.fit_unit
 
     def record(recipe, rt, info, unit, **kwargs):
         fitted.append((unit.label, kwargs["resume"]))
         return fit_unit(recipe, rt, info, unit, **kwargs)
 
-    monkeypatch.setattr(ensemble, "fit_unit", record)
+    monkeypatch.setattr(group, "fit_unit", record)
     result = cli("train", "--resume", run)
     assert result.exit_code == 0, result.stderr
     assert fitted == [("member 2 of 2", True)]  # member 1 is not trained again

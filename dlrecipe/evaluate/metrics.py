@@ -18,7 +18,7 @@ import numpy as np
 from dlrecipe import runs
 from dlrecipe.errors import RecipeError
 from dlrecipe.evaluate import segmentation
-from dlrecipe.evaluate.plots import plot_confusion_matrix, plot_curves, read_history, save_figure
+from dlrecipe.evaluate.plots import plot_confusion_matrix, plot_curves, save_figure
 from dlrecipe.evaluate.reports import (
     classification_report,
     finite_or_none,
@@ -154,7 +154,7 @@ def write_report(run_dir: Path, metrics: dict) -> list[Path]:
     run_dir = Path(run_dir)
     written = [run_dir / runs.METRICS]
     write_json(written[0], _json_safe(metrics))
-    history = read_history(run_dir / runs.HISTORY)
+    history = runs.history_columns(run_dir / runs.HISTORY)
     if history and history.get("epoch"):
         path = run_dir / runs.PLOTS / "curves.png"
         save_figure(plot_curves(history), path)

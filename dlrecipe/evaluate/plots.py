@@ -1,43 +1,13 @@
-"""The report's plots: training curves from ``history.csv`` and the confusion matrix, saved as PNG."""
+"""The report's plots: training curves (``runs.history_columns``) and the confusion matrix, saved as PNG."""
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from dlrecipe.errors import RecipeError
-
-
-def read_history(path: Path) -> dict[str, list[float]] | None:
-    """``history.csv`` as ``{column: values}`` (empty cells are NaN), or None when there is no file.
-
-    Raises:
-        RecipeError: the file exists but is not a CSV with an ``epoch`` column.
-    """
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
-    if not rows or "epoch" not in rows[0]:
-        raise RecipeError.one(str(path), f"Received header {rows[0] if rows else 'none'}. Expected a CSV whose "
-                              "first column is 'epoch' (written by `dlrecipe train`); train the run again.")
-    header, body = rows[0], [r for r in rows[1:] if r]
-    return {name: [_to_float(r[i]) if i < len(r) else math.nan for r in body] for i, name in enumerate(header)}
-
-
-def _to_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
 
 
 def plot_curves(history: dict[str, list[float]]):

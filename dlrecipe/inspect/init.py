@@ -125,17 +125,11 @@ def inspect_init(loaded: LoadedRecipe, batch: int = 256) -> InitReport:
         RecipeError: bad data or recipe, each problem with its path.
     """
     from dlrecipe.build.checks import build_all
-    from dlrecipe.build.compile import finalize
     from dlrecipe.data import pipeline
-    from dlrecipe.train.runtime import seed_everything, set_precision
+    from dlrecipe.train.setup import prepare
 
-    recipe = loaded.recipe
-    set_precision(recipe.runtime.mixed_precision)
-    seed_everything(recipe.seed, recipe.runtime.deterministic)
-    dataset = pipeline.load(recipe.data, recipe.seed)  # arrays, or streamed from disk (image_dir, tfds)
-    info = dataset.info
-    stats = pipeline.fit_stats(recipe.data, dataset)
-    recipe = finalize(recipe, info.task, info.n_classes)
+    ready = prepare(loaded.recipe, runtime=False)  # data: arrays, or streamed from disk (image_dir, tfds)
+    recipe, dataset, info, stats = ready.recipe, ready.dataset, ready.info, ready.stats
     steps = max(1, math.ceil(pipeline.n_train(dataset) / recipe.train.batch_size))
     paths: dict[str, str] = {}
     built = build_all(recipe, info.input_shape, stats, task=info.task, n_classes=info.n_classes,

@@ -25,8 +25,9 @@ from dlrecipe.data import source as datamod
 from dlrecipe.errors import RecipeError
 from dlrecipe.io import dump_yaml, write_text
 from dlrecipe.recipe.loader import LoadedRecipe
-from dlrecipe.train.fit import check_writable, stop_on_sigint
+from dlrecipe.runs import check_writable
 from dlrecipe.train.runtime import make_runtime, seed_everything, set_precision
+from dlrecipe.train.unit import stop_on_sigint
 from dlrecipe.tune.hypermodel import RecipeHyperModel
 from dlrecipe.tune.launch import launch
 from dlrecipe.tune.oracle import ORACLES
