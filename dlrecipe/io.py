@@ -1,26 +1,60 @@
-"""Atomic writes (a temp file, then a rename) of text, bytes, JSON and YAML."""
+"""Atomic writes (a temp file, then a rename): text, bytes, JSON, YAML, npz, or any file a writer makes.
+
+Every file dlrecipe writes goes through ``atomic_path``: a reader sees the old file or the new one, never half
+of one, and the new file gets the mode ``open()`` would give it (0666 less the umask), not ``mkstemp``'s 0600.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import yaml
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temp file beside ``path`` to write; renamed onto ``path`` when the block ends without an error.
+
+    Example:
+        >>> with atomic_path(Path("plots/curves.png"), ".png") as tmp:
+        ...     figure.savefig(tmp, format="png")
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to the ``.npz`` at ``path`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write(Path(path), buf.getvalue())
 
 
 def write_text(path: Path, text: str) -> None:

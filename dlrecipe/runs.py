@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 import tempfile
 import warnings
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dlrecipe.errors import RecipeError
-from dlrecipe.io import write_bytes, write_json, write_text
+from dlrecipe.io import atomic_path, write_json, write_npz, write_text
 
 RECIPE = "recipe.yaml"                 # the fully resolved recipe (train it again to reproduce the run)
 ENVIRONMENT = "environment.json"       # versions, devices, backend, seed, command line
@@ -270,9 +269,7 @@ def read_best_weights(path: Path) -> list[np.ndarray]:
 
 def write_best_weights(path: Path, weights: list[np.ndarray]) -> None:
     """Write a model's weights (``model.get_weights()`` order) to an ``.npz`` atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **{f"w{j}": w for j, w in enumerate(weights)})
-    write_bytes(path, buf.getvalue())
+    write_npz(path, {f"w{j}": w for j, w in enumerate(weights)})
 
 
 def save_model(model, path: Path, chief: bool = True) -> None:
@@ -286,15 +283,8 @@ def save_model(model, path: Path, chief: bool = True) -> None:
         with tempfile.TemporaryDirectory(prefix="dlrecipe-worker-") as scratch:
             model.save(Path(scratch) / "model.keras")
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path, ".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def register_layers() -> None:

@@ -237,12 +237,8 @@ def stored(stats: dict) -> tuple[dict, dict[str, np.ndarray]]:
 
 def write_arrays(path: Any, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to the ``.npz`` at ``path`` atomically."""
-    import io
-
-    from dlrecipe.io import write_bytes
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_bytes(path, buf.getvalue())
+    from dlrecipe.io import write_npz
+    write_npz(path, arrays)
 
 
 def load_stored(run_dir: Any) -> dict:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from dlrecipe.io import atomic_path
 
 
 def plot_curves(history: dict[str, list[float]]):
@@ -73,15 +73,7 @@ def plot_confusion_matrix(confusion: dict):
 
 
 def save_figure(fig, path: Path) -> None:
-    """Save ``fig`` as PNG atomically: a temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save ``fig`` as PNG atomically (``io.atomic_path``)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
 

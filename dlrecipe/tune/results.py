@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlrecipe.errors import RecipeError, Stopped
-from dlrecipe.io import _atomic_write, dump_yaml, write_text
+from dlrecipe.io import dump_yaml, write_bytes, write_text
 from dlrecipe.recipe.loader import LoadedRecipe
 
 PROJECT = "keras_tuner"
@@ -243,7 +243,7 @@ def plot_objective(rows: list[dict[str, Any]], name: str, direction: str, path: 
             "best_so_far": [float(v) for v in best_line.get_ydata()]}
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"dlrecipe": json.dumps(meta)})
-    _atomic_write(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return True
 
 
