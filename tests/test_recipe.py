@@ -733,3 +733,9 @@ def test_numbers_beyond_what_the_backend_accepts_are_refused(tmp_path, override,
     recipe = write(tmp_path, "r.yaml", MINIMAL)
     [p] = problems_of(recipe, [override])
     assert p.path == path and words in p.message
+
+
+def test_a_dedented_key_says_which_section_it_belongs_to(tmp_path):
+    path = write(tmp_path, "r.yaml", MINIMAL + "augment: [{type: RandomFlip}]\n")
+    p = only(problems_of(path), "augment")
+    assert "It belongs under 'data:': indent it there." in p.message

@@ -460,3 +460,49 @@ def test_text_where_keras_wants_a_number_names_the_argument():
     p = one_error(resolve.construct, keras.layers.Conv2D, {"filters": "many", "kernel_size": 3}, "model.layers[2]")
     assert p.path == "model.layers[2].filters"
     assert "Received: filters='many'. Expected a number here" in p.message
+
+
+def test_every_problem_of_a_layer_is_reported_at_once_nested_ones_included():
+    spec = {"type": "Conv2D", "filtres": 8, "kernel_size": 3, "activaton": "relu",
+            "kernel_initializer": {"type": "HeNormal", "sed": 1}, "bias_regularizer": {"type": "L2", "l22": 0.1}}
+    paths = sorted(p.path for p in error(build_layer, spec, "model.layers[0]", {}))
+    assert paths == ["model.layers[0].activaton", "model.layers[0].bias_regularizer.l22",
+                     "model.layers[0].filtres", "model.layers[0].kernel_initializer.sed"]
+
+
+@pytest.mark.parametrize("args, path, words", [
+    ({"patience": "three"}, "train.callbacks[0].patience", "Expected a number (default: 0)"),
+    ({"min_delta": "1e-3"}, "train.callbacks[0].min_delta", "YAML reads '1e-3' as text"),
+    ({"restore_best_weights": "yes please"}, "train.callbacks[0].restore_best_weights", "Expected true or false"),
+])
+def test_callback_arguments_of_the_wrong_type_are_refused_before_training(args, path, words):
+    p = one_error(resolve.callback, {"type": "EarlyStopping", **args}, "train.callbacks[0]")
+    assert p.path == path and words in p.message
+
+
+def test_a_monitor_the_run_does_not_log_is_refused_with_a_suggestion():
+    r = recipe([{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}],
+               train={"metrics": ["acc"], "callbacks": [{"type": "EarlyStopping", "monitor": "val_los"},
+                                                       {"type": "ReduceLROnPlateau", "monitor": "val_acc"}]})
+    p = one_error(check.build_all, r, (4, 4, 1), NONE, task="classification", n_classes=3, steps_per_epoch=1)
+    assert p.path == "train.callbacks[0].monitor" and "Did you mean 'val_loss'?" in p.message
+    assert "It logs: loss, acc, val_loss, val_acc." in p.message
+
+
+def test_a_misspelt_defaults_key_that_no_layer_takes_is_refused():
+    fixed = {"model": {"defaults": {"kernel_initialiser": "he_normal", "use_bias": False},
+                       "layers": [{"type": "Dense", "units": 2}]}}
+    [p] = check.keras_problems(fixed, [])
+    assert p.path == "model.defaults.kernel_initialiser" and "Did you mean 'kernel_initializer'?" in p.message
+
+
+def test_a_defaults_key_reaching_the_layers_inside_a_block_is_fine():
+    fixed = {"model": {"defaults": {"kernel_regularizer": {"type": "L2", "l2": 1e-4}},
+                       "layers": [{"type": "residual", "filters": 4}]}}
+    assert check.keras_problems(fixed, []) == []
+
+
+@pytest.mark.parametrize("name", ["crossentropy", "ce"])
+def test_metric_names_keras_3_no_longer_compiles_are_refused(name):
+    p = one_error(resolve.metric, name, "train.metrics[0]")
+    assert p.path == "train.metrics[0]" and f"Unknown metric '{name}'" in p.message

@@ -159,7 +159,7 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
     kind, args = resolve.split_type(spec, path)
     if kind[:1].isupper():
         cls = resolve.layer_classes().get(kind)
-        if cls is not None and seed is not None and "seed" not in args and "seed" in (resolve._accepted_args(cls) or ()):
+        if cls is not None and seed is not None and "seed" not in args and "seed" in (resolve.accepted_args(cls) or ()):
             args = {**args, "seed": derived_seed(seed, index)}
         args.pop("inputs", None)
         return set_jit_support(resolve.keras_layer(kind, args, path, {}))
@@ -169,7 +169,7 @@ def build_layer(spec: dict[str, Any], path: str, *, seed: int | None = None, ind
                               f"dlrecipe's own: {', '.join(names())}; or any Keras layer by its CamelCase class name "
                               "(RandomFlip, RandomTranslation, RandomRotation, RandomZoom, RandomContrast, ...).")
     cls = _target_class(alias)
-    accepted = (resolve._accepted_args(cls) or set()) | set(alias.extra)
+    accepted = (resolve.accepted_args(cls) or set()) | set(alias.extra)
     accepted -= {"input_shape", "input_dim", "batch_size", "autocast", "trainable", "dtype"}
     bad = [k for k in args if k not in accepted]
     if bad:

@@ -16,7 +16,7 @@ import keras
 from dlrecipe.build import augment, resolve, schedules
 from dlrecipe.build.compile import finalize
 from dlrecipe.build.model import build_layer, build_model, check_output, clean_path, expand_layers
-from dlrecipe.errors import Problem, RecipeError, is_within
+from dlrecipe.errors import Problem, RecipeError, is_within, suggest
 from dlrecipe.recipe.schema import Recipe
 from dlrecipe.tasks import segmentation
 
@@ -51,6 +51,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
     if isinstance(layers, list):
         # Each layer is checked unless a structural problem already sits on it.
         seen = set()
+        kinds: set[str] = set()
         for i, spec in enumerate(layers):
             if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) \
                     or _blocked(f"model.layers[{i}]", structural):
@@ -60,7 +61,10 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
                 if clean in seen or _blocked(clean, structural):
                     continue
                 seen.add(clean)
+                kinds.add(sub.get("type"))
                 _collect(problems, build_layer, sub, clean, defaults)
+        if defaults:
+            problems += unused_defaults(defaults, kinds)
     for i, spec in enumerate(data.get("augment") or []):
         if isinstance(spec, dict) and not _blocked(f"data.augment[{i}]", structural):
             _collect(problems, augment.build_layer, spec, f"data.augment[{i}]")
@@ -78,6 +82,27 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
         if isinstance(cb, dict) and not _blocked(f"train.callbacks[{i}]", structural):
             _collect(problems, resolve.callback, cb, f"train.callbacks[{i}]")
     return problems
+
+
+# The Keras layers dlrecipe's blocks are made of: model.defaults reach them through the block.
+BLOCK_PARTS = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "Dense", "BatchNormalization")
+
+
+def unused_defaults(defaults: dict[str, Any], kinds: set[str]) -> list[Problem]:
+    """A ``model.defaults`` key that no layer of the model takes (a misspelling Keras would never see)."""
+    from dlrecipe.build.blocks import BLOCKS, accepted_args
+    classes = resolve.layer_classes()
+    taken: set[str] = set()
+    for kind in kinds:
+        if kind in BLOCKS:
+            taken |= accepted_args(kind)
+            for part in BLOCK_PARTS:
+                taken |= resolve.accepted_args(classes[part]) or set()
+        elif kind in classes:
+            taken |= resolve.accepted_args(classes[kind]) or set()
+    return [Problem(f"model.defaults.{key}", f"No layer of this model takes '{key}'.{suggest(key, taken)} "
+                    "model.defaults gives each layer the arguments it accepts; remove the key or fix its name.")
+            for key in defaults if key not in taken]
 
 
 def learning_rate_of(value: Any, problems: list[Problem], steps_per_epoch: int, epochs: int) -> Any:
@@ -129,9 +154,31 @@ def build_all(recipe: Recipe, input_shape: tuple[int, ...], stats: dict[str, Any
     loss = _collect(problems, resolve.loss, train.loss)
     metrics = [_collect(problems, resolve.metric, m, f"train.metrics[{i}]") for i, m in enumerate(train.metrics)]
     callbacks = [_collect(problems, resolve.callback, cb, f"train.callbacks[{i}]") for i, cb in enumerate(train.callbacks)]
+    if None not in metrics:
+        problems += monitor_problems(callbacks, logged_names(metrics))
     if problems:
         raise RecipeError(list({(p.path, p.message): p for p in problems}.values()))
     return Built(model, optimizer, loss, metrics, callbacks)
+
+
+def logged_names(metrics: list[Any]) -> list[str]:
+    """What ``fit`` logs each epoch with these compiled metrics: the loss and each metric, and their ``val_`` forms.
+
+    Keras logs a metric given as a string under that string (``acc``, ``mae``), an object under its ``name``.
+    """
+    names = ["loss", *(m if isinstance(m, str) else m.name for m in metrics)]
+    return names + [f"val_{n}" for n in names]
+
+
+def monitor_problems(callbacks: list[Any], logged: list[str]) -> list[Problem]:
+    """A callback monitoring a value the run will not log (``val_los``) would fail after the first epoch."""
+    out = []
+    for i, cb in enumerate(callbacks):
+        monitor = getattr(cb, "monitor", None)
+        if isinstance(monitor, str) and monitor not in logged:
+            out.append(Problem(f"train.callbacks[{i}].monitor", f"Received: monitor={monitor!r}, which this run does "
+                               f"not log.{suggest(monitor, logged)} It logs: {', '.join(logged)}."))
+    return out
 
 
 PLANNED = "is planned but not in this version of dlrecipe"

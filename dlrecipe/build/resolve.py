@@ -18,7 +18,7 @@ from typing import Any, Callable
 import keras
 
 from dlrecipe.build import safety
-from dlrecipe.errors import RecipeError, join_path, keras_reason, suggest
+from dlrecipe.errors import Problem, RecipeError, join_path, keras_reason, suggest
 
 NESTED_SUFFIXES = {
     "_initializer": keras.initializers,
@@ -60,7 +60,7 @@ def layer_classes() -> dict[str, type]:
     return _classes(keras.layers, keras.layers.Layer)
 
 
-def _accepted_args(cls: type) -> set[str] | None:
+def accepted_args(cls: type) -> set[str] | None:
     """Named constructor arguments of ``cls`` and its bases; None when any takes arbitrary keywords."""
     names: set[str] = set()
     for klass in cls.__mro__:
@@ -88,7 +88,7 @@ def _accepted_args(cls: type) -> set[str] | None:
 
 
 def check_args(cls: type, args: dict[str, Any], path: str) -> None:
-    accepted = _accepted_args(cls)
+    accepted = accepted_args(cls)
     if accepted is None:
         return
     problems = []
@@ -97,8 +97,52 @@ def check_args(cls: type, args: dict[str, Any], path: str) -> None:
             problems.append((join_path(path, key), f"Unknown argument '{key}' for {cls.__name__}."
                              f"{suggest(key, accepted)} {cls.__name__} takes: {', '.join(sorted(accepted))}."))
     if problems:
-        from dlrecipe.errors import Problem
         raise RecipeError([Problem(p, m) for p, m in problems])
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """The default of each named constructor argument of ``cls``, from the first class that declares it."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        out.update({p.name: p.default for p in params if p.default is not inspect.Parameter.empty})
+    return out
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_types(cls: type, args: dict[str, Any], path: str) -> None:
+    """Refuse text or a mapping where ``cls`` defaults to a number, and a non-boolean where it defaults to one.
+
+    Keras stores many arguments unchecked (``EarlyStopping(patience="three")``) and fails epochs later.
+    """
+    problems = []
+    defaults = _defaults(cls)
+    for key, value in args.items():
+        default = defaults.get(key, inspect.Parameter.empty)
+        where = join_path(path, key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                problems.append(Problem(where, f"Received: {key}={value!r}. Expected true or false."))
+        elif isinstance(default, (int, float)) and isinstance(value, (str, bool, dict)):
+            hint = (f" YAML reads {value!r} as text: write it with a dot and a signed exponent, e.g. 1.0e-3."
+                    if isinstance(value, str) and _looks_numeric(value) else "")
+            problems.append(Problem(where, f"Received: {key}={value!r}. Expected a number (default: {default!r})."
+                                    + hint))
+    if problems:
+        raise RecipeError(problems)
 
 
 def construct(cls: type, args: dict[str, Any], path: str) -> Any:
@@ -108,6 +152,7 @@ def construct(cls: type, args: dict[str, Any], path: str) -> Any:
     """
     safety.check(cls, args, path)
     check_args(cls, args, path)
+    check_types(cls, args, path)
     try:
         return cls(**args)
     except RecipeError:
@@ -216,7 +261,7 @@ def resolve_nested_args(args: dict[str, Any], path: str) -> dict[str, Any]:
 
 def applicable_defaults(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``model.defaults`` that ``cls`` accepts as named arguments."""
-    accepted = _accepted_args(cls) or set()
+    accepted = accepted_args(cls) or set()
     return {k: v for k, v in defaults.items() if k in accepted}
 
 
@@ -229,8 +274,20 @@ def keras_layer(kind: str, args: dict[str, Any], path: str, defaults: dict[str, 
         >>> keras_layer("Dense", {"units": 10, "kernel_initializer": "he_normal"}, "model.layers[0]", {})
     """
     cls = _by_name(kind, layer_classes(), path, "layer type" + hint, "https://keras.io/api/layers/")
-    merged = {**resolve_defaults(applicable_defaults(cls, defaults)), **resolve_nested_args(args, path)}
-    return construct(cls, merged, path)
+    problems: list[Problem] = []
+    try:
+        check_args(cls, args, path)
+    except RecipeError as e:
+        problems += e.problems
+    resolved: dict[str, Any] = {}
+    for key, value in args.items():  # each nested object on its own, so that all of a layer's problems show
+        try:
+            resolved.update(resolve_nested_args({key: value}, path))
+        except RecipeError as e:
+            problems += e.problems
+    if problems:
+        raise RecipeError(problems)
+    return construct(cls, {**resolve_defaults(applicable_defaults(cls, defaults)), **resolved}, path)
 
 
 def resolve_defaults(defaults: dict[str, Any], path: str = "model.defaults") -> dict[str, Any]:
@@ -261,7 +318,7 @@ def loss(value: Any, path: str = "train.loss") -> Any:
     return _get_or_construct(keras.losses.get, keras.losses, keras.losses.Loss, value, path, "loss")
 
 
-COMPILE_METRICS = ("accuracy", "acc", "crossentropy", "ce")  # compile() picks the variant that fits the loss
+COMPILE_METRICS = ("accuracy", "acc")  # compile() picks the variant that fits the loss
 
 
 def metric(value: Any, path: str) -> Any:

@@ -289,6 +289,16 @@ def _merge_union_errors(described: list[tuple[str, str]]) -> list[tuple[str, str
     return merged
 
 
+def _home_of(key: str, parent: list) -> str:
+    """`` It belongs under 'data:' ...`` when ``key`` is a key of another section (a dedented line)."""
+    from dlrecipe.recipe.schema import SECTIONS
+    homes = [name for name, model in SECTIONS.items() if key in model.model_fields and [name] != parent]
+    if not homes:
+        return ""
+    where = " or ".join(f"'{h}:'" for h in homes)
+    return f" It belongs under {where}: indent it there."
+
+
 def _describe(err: dict) -> tuple[str, str]:
     loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
     # pydantic adds union-member tags (e.g. 'str', 'dict[str,any]', 'LearningRate') to the location.
@@ -300,7 +310,7 @@ def _describe(err: dict) -> tuple[str, str]:
     field = loc[-1] if loc else ""
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
-        hint = suggest(str(field), allowed)
+        hint = suggest(str(field), allowed) or _home_of(str(field), loc[:-1])
         return path, f"Unknown key '{field}'.{hint} Allowed here: {', '.join(allowed)}."
     if kind == "missing":
         return path, f"Missing required key '{field}'."
