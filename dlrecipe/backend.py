@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+from dlrecipe.errors import RecipeError
+
+# The backends Keras can run on and how to get each where dlrecipe does not install it.
+INSTALL = {"jax": "pip install -e '.[jax]' (or pip install 'jax[cpu]')",
+           "torch": "pip install torch", "numpy": "pip install scipy 'jax[cpu]'"}
+
 
 def quiet_backend() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ info and CUDA-probe noise
@@ -18,6 +24,18 @@ def import_keras_quietly() -> None:
     straight to file descriptor 2 during import, whatever TF_CPP_MIN_LOG_LEVEL says. A Python error
     during the import is still raised, after stderr is restored.
     """
+    try:
+        _import_keras()
+    except ModuleNotFoundError as e:
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        if e.name and e.name.split(".")[0] in ("jax", "jaxlib", "torch", "scipy") and backend in INSTALL:
+            raise RecipeError.one("KERAS_BACKEND", f"Received: KERAS_BACKEND={backend}, but {e.name} is not "
+                                  f"installed. Install it with: {INSTALL[backend]}; or leave KERAS_BACKEND unset "
+                                  "for TensorFlow.") from None
+        raise
+
+
+def _import_keras() -> None:
     if "keras" in sys.modules or os.environ.get("DLRECIPE_VERBOSE_IMPORT"):
         import keras  # noqa: F401
         return

@@ -9,6 +9,7 @@ their ids and pids. The processes are started and stopped with ``dlrecipe.distri
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,9 +37,10 @@ class _Child:
     def start(self, spec: dict, port: int) -> None:
         env = {"KERASTUNER_TUNER_ID": self.tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
                "KERASTUNER_ORACLE_PORT": str(port), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-        if self.tuner_id == "chief":
+        if self.tuner_id == "chief" and importlib.util.find_spec("jax") is not None:
             # The chief only runs the oracle (no model, no data): Keras's NumPy backend spares it importing
-            # TensorFlow, seconds of start-up on every search.
+            # TensorFlow, seconds of start-up on every search. That backend imports jax, which the plain
+            # install lacks (pip install -e .): there the chief runs on the user's backend.
             env["KERAS_BACKEND"] = "numpy"
         self.proc = processes.start(["-m", "dlrecipe.tune.child", json.dumps(spec)], self.log,
                                     f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start {self.tuner_id}", env)
