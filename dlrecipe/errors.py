@@ -119,6 +119,15 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
+def shown(value: object, limit: int = 120) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters (a 5,000-item list stays one line)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f", {len(value):,} items" if isinstance(value, (list, dict, str)) else ""
+    return f"{text[:limit]}... ({len(text):,} characters{size})"
+
+
 def is_within(path: str, prefix: str) -> bool:
     """``path`` is ``prefix`` or a path under it: ``is_within('model.layers[0].units', 'model.layers')``."""
     return path == prefix or path.startswith((prefix + ".", prefix + "["))

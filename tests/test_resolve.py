@@ -506,3 +506,22 @@ def test_a_defaults_key_reaching_the_layers_inside_a_block_is_fine():
 def test_metric_names_keras_3_no_longer_compiles_are_refused(name):
     p = one_error(resolve.metric, name, "train.metrics[0]")
     assert p.path == "train.metrics[0]" and f"Unknown metric '{name}'" in p.message
+
+
+@pytest.mark.parametrize("fixed, path", [
+    ({"model": {"layers": [{"type": "repeat", "times": 2, "layers": [3]}]}}, "model.layers[0].layers[0]"),
+    ({"model": {"layers": [{"type": "repeat", "times": 2, "layers": 7}]}}, "model.layers[0].layers"),
+])
+def test_found_by_fuzzing_a_repeat_of_non_layers_is_a_problem_not_a_traceback(fixed, path):
+    [p] = check.keras_problems(fixed, [])
+    assert p.path == path and "Expected a" in p.message
+
+
+def test_found_by_fuzzing_augment_true_is_left_to_the_schema():
+    assert check.keras_problems({"data": {"augment": True}, "model": {"layers": []}}, []) == []
+
+
+def test_a_huge_value_is_shown_cut_in_messages():
+    from dlrecipe.errors import shown
+    text = shown(list(range(5000)))
+    assert len(text) < 200 and "5,000 items" in text

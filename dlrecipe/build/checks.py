@@ -65,7 +65,7 @@ def keras_problems(fixed: dict[str, Any], structural: list[Problem]) -> list[Pro
                 _collect(problems, build_layer, sub, clean, defaults)
         if defaults:
             problems += unused_defaults(defaults, kinds)
-    for i, spec in enumerate(data.get("augment") or []):
+    for i, spec in enumerate(data.get("augment") if isinstance(data.get("augment"), list) else []):
         if isinstance(spec, dict) and not _blocked(f"data.augment[{i}]", structural):
             _collect(problems, augment.build_layer, spec, f"data.augment[{i}]")
     if "loss" in train and train["loss"] is not None and not _blocked("train.loss", structural):

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 
 from dlrecipe.build import augment, blocks, preprocessing, resolve
-from dlrecipe.errors import RecipeError, join_path, keras_reason
+from dlrecipe.errors import RecipeError, join_path, keras_reason, shown
 from dlrecipe.recipe.schema import Recipe
 
 INPUT_NAME = "inputs"
@@ -42,8 +42,14 @@ _COPY = "\x00"  # marks copy numbers in names while repeats are expanded
 
 def _expand(layers: list[dict[str, Any]], path: str, start: int = 0) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
+    if not isinstance(layers, list):
+        raise RecipeError.one(path, f"Received: {shown(layers)}. Expected a list of layers, e.g. "
+                              "[{type: Dense, units: 64}].")
     for i, spec in enumerate(layers, start=start):
         here = join_path(path, i)
+        if not isinstance(spec, dict):
+            raise RecipeError.one(here, f"Received: {shown(spec)}. Expected a layer: a mapping with 'type:', e.g. "
+                                  "{type: Dense, units: 64}.")
         if spec.get("type") != "repeat":
             out.append((here, spec))
             continue

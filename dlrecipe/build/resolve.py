@@ -18,7 +18,7 @@ from typing import Any, Callable
 import keras
 
 from dlrecipe.build import safety
-from dlrecipe.errors import Problem, RecipeError, join_path, keras_reason, suggest
+from dlrecipe.errors import Problem, RecipeError, join_path, keras_reason, shown, suggest
 
 NESTED_SUFFIXES = {
     "_initializer": keras.initializers,
@@ -181,7 +181,7 @@ def _text_for_number(cls: type, args: dict[str, Any]) -> str | None:
 def split_type(spec: dict[str, Any], path: str) -> tuple[str, dict[str, Any]]:
     kind = spec.get("type")
     if not isinstance(kind, str):
-        raise recipe_error(join_path(path, "type"), f"Received: {spec!r}. Expected a mapping with 'type:' naming a "
+        raise recipe_error(join_path(path, "type"), f"Received: {shown(spec)}. Expected a mapping with 'type:' naming a "
                            "Keras class.")
     return kind, {k: v for k, v in spec.items() if k != "type"}
 
@@ -219,7 +219,7 @@ def nested(module: Any, value: Any, path: str) -> Any:
         except Exception as e:
             raise recipe_error(path, f"Unknown {what} '{value}'.{suggest(value, _registry_names(module))} Use a Keras "
                                f"name such as {_examples(what)} or a mapping with 'type:'.", e) from e
-    raise recipe_error(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
+    raise recipe_error(path, f"Received: {shown(value)}. Expected a Keras {what} name or a mapping with 'type:'.")
 
 
 def _examples(what: str) -> str:
@@ -238,7 +238,7 @@ def activation(value: Any, path: str) -> Any:
             raise recipe_error(path, f"Unknown activation '{value}'.{suggest(value, names)} Known: "
                                f"{', '.join(names)}.", e) from e
         return value  # keep the string: it serializes by name
-    raise recipe_error(path, f"Received: {value!r}. Expected an activation name such as 'relu'; for an activation with "
+    raise recipe_error(path, f"Received: {shown(value)}. Expected an activation name such as 'relu'; for an activation with "
                        "arguments use a layer, e.g. {type: LeakyReLU, negative_slope: 0.1}.")
 
 
@@ -311,7 +311,7 @@ def _get_or_construct(getter: Callable, module: Any, base: type, value: Any, pat
             names = [*extra_names, *(n for n in _registry_names(module) if n[:1].islower()), *_classes(module, base)]
             raise recipe_error(path, f"Unknown {what} '{value}'.{suggest(value, names)}", e) from e
         return value  # Keras resolves strings itself in compile (e.g. 'accuracy' by the loss)
-    raise recipe_error(path, f"Received: {value!r}. Expected a Keras {what} name or a mapping with 'type:'.")
+    raise recipe_error(path, f"Received: {shown(value)}. Expected a Keras {what} name or a mapping with 'type:'.")
 
 
 def loss(value: Any, path: str = "train.loss") -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pydantic
 
-from dlrecipe.errors import Problems, RecipeError, is_within, join_path, sort_problems, suggest
+from dlrecipe.errors import Problems, RecipeError, is_within, join_path, shown, sort_problems, suggest
 from dlrecipe.io import dump_yaml
 from dlrecipe.recipe import spaces as sp
 from dlrecipe.recipe.schema import SECTIONS, Recipe, check_typed_items
@@ -230,7 +230,7 @@ def parse_set_path(text: str) -> list[str | int]:
 def _apply_set(raw: dict, lines: dict[str, str], item: str) -> None:
     usage = "Expected --set PATH=VALUE, e.g. --set train.epochs=5 or --set model.layers[0].filters=64."
     if "=" not in item:
-        raise RecipeError.one("--set", f"Received: {item!r}. {usage}")
+        raise RecipeError.one("--set", f"Received: {shown(item)}. {usage}")
     text, value_text = item.split("=", 1)
     try:
         keys = parse_set_path(text.strip())
@@ -317,17 +317,17 @@ def _describe(err: dict) -> tuple[str, str]:
     if kind in ("literal_error", "enum"):
         expected = err.get("ctx", {}).get("expected", "")
         names = re.findall(r"'([^']*)'", expected)
-        return path, f"Received: {field}={received!r}. Expected {expected}.{suggest(str(received), names)}"
+        return path, f"Received: {field}={shown(received)}. Expected {expected}.{suggest(str(received), names)}"
     if kind == "value_error":
         return path, f"{err['msg'].removeprefix('Value error, ')}."
     if kind == "string_pattern_mismatch":
-        return path, (f"Received: {field}={received!r}. Expected letters, digits, '_', '.' or '-', "
+        return path, (f"Received: {field}={shown(received)}. Expected letters, digits, '_', '.' or '-', "
                       "starting with a letter or digit (it names the run folder).")
     hint = ""
     if isinstance(received, str) and _looks_numeric(received):
         hint = (f" YAML 1.1 reads {received} as text: write it with a decimal point and a signed exponent, "
                 f"e.g. {_yaml_float(received)}.")
-    return path, f"Received: {field}={received!r}. Expected: {err['msg'].lower()}.{hint}"
+    return path, f"Received: {field}={shown(received)}. Expected: {err['msg'].lower()}.{hint}"
 
 
 def _looks_numeric(text: str) -> bool:

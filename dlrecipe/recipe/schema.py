@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dlrecipe.errors import shown
+
 # Bounds the backends accept: seeds are uint32, sizes and counts int32; floats must be finite.
 INT32_MAX = 2**31 - 1
 MAX_EPOCHS = 100_000  # far beyond any training, and dlrecipe lr still plots it
@@ -66,7 +68,7 @@ def check_typed_items(items: Any, where: str, what: str, example: str, problems:
             continue
         kind = item.get("type")
         if not isinstance(kind, str):
-            problems.add(here, f"Received: {item!r}. Every item needs 'type:' naming {what}, e.g. {example}.")
+            problems.add(here, f"Received: {shown(item)}. Every item needs 'type:' naming {what}, e.g. {example}.")
         elif kind == "repeat":
             inner = item.get("layers")
             if not isinstance(inner, list) or not inner:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from dlrecipe.errors import Problems, join_path, suggest
+from dlrecipe.errors import Problems, join_path, shown, suggest
 
 KINDS = ("choice", "int", "float", "boolean")
 OPTIONS = ("default", "step", "sampling")
@@ -108,11 +108,11 @@ def _parse(raw: dict, path: str, problems: Problems) -> Space | None:
     step, sampling = raw.get("step"), raw.get("sampling", "linear")
     if kind == "choice":
         if not isinstance(spec, list) or not spec or not all(isinstance(v, (str, int, float, bool)) for v in spec):
-            problems.add(join_path(path, "choice"), f"Received: {spec!r}. Expected a non-empty list of scalars, "
+            problems.add(join_path(path, "choice"), f"Received: {shown(spec)}. Expected a non-empty list of scalars, "
                          "e.g. {choice: [64, 128], default: 128}.")
             return None
         if len({type(v) for v in spec}) > 1:
-            problems.add(join_path(path, "choice"), f"Received: {spec!r}. The choices must all be of one type "
+            problems.add(join_path(path, "choice"), f"Received: {shown(spec)}. The choices must all be of one type "
                          "(KerasTuner refuses mixed ones): write floats as 1.0, not 1.")
             return None
         default = spec[0] if default is None else default
@@ -124,7 +124,7 @@ def _parse(raw: dict, path: str, problems: Problems) -> Space | None:
         return Space(path, kind, values=tuple(spec), default=default) if len(problems.items) == n_before else None
     if kind == "boolean":
         if not isinstance(spec, bool):
-            problems.add(join_path(path, "boolean"), f"Received: {spec!r}. Expected true or false (the default), "
+            problems.add(join_path(path, "boolean"), f"Received: {shown(spec)}. Expected true or false (the default), "
                          "e.g. {boolean: true}.")
             return None
         default = spec if default is None else default
@@ -138,7 +138,7 @@ def _parse(raw: dict, path: str, problems: Problems) -> Space | None:
           and (not want_int or all(isinstance(v, int) for v in spec)) and spec[0] < spec[1])
     if not ok:
         example = "[16, 64]" if want_int else "[1.0e-4, 1.0e-1]"
-        problems.add(join_path(path, kind), f"Received: {spec!r}. Expected [low, high] with low < high"
+        problems.add(join_path(path, kind), f"Received: {shown(spec)}. Expected [low, high] with low < high"
                      f"{', integers' if want_int else ''}, e.g. {{{kind}: {example}}}.")
         return None
     low, high = spec

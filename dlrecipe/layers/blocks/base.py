@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import keras
 
-from dlrecipe.errors import keras_reason, suggest
+from dlrecipe.errors import keras_reason, shown, suggest
 from dlrecipe.layers.blocks.grouped import GroupedConv1D, GroupedConv2D, GroupedConv3D
 
 # Arguments every block takes because keras.layers.Layer takes them.
@@ -171,7 +171,7 @@ class Block(keras.layers.Layer):
                     try:
                         value = module.get(value)
                     except Exception as e:
-                        raise BadArgument(name, f"Received: {value!r}. {keras_reason(e)}") from e
+                        raise BadArgument(name, f"Received: {shown(value)}. {keras_reason(e)}") from e
                     break
             else:
                 problem = check_value(name, value, param.default)
