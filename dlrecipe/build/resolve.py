@@ -19,6 +19,7 @@ import keras
 
 from dlrecipe.build import safety
 from dlrecipe.errors import Problem, RecipeError, join_path, keras_reason, shown, suggest
+from dlrecipe.recipe.yamlio import looks_numeric
 
 NESTED_SUFFIXES = {
     "_initializer": keras.initializers,
@@ -115,14 +116,6 @@ def _defaults(cls: type) -> dict[str, Any]:
     return out
 
 
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def check_types(cls: type, args: dict[str, Any], path: str) -> None:
     """Refuse text or a mapping where ``cls`` defaults to a number, and a non-boolean where it defaults to one.
 
@@ -138,7 +131,7 @@ def check_types(cls: type, args: dict[str, Any], path: str) -> None:
                 problems.append(Problem(where, f"Received: {key}={value!r}. Expected true or false."))
         elif isinstance(default, (int, float)) and isinstance(value, (str, bool, dict)):
             hint = (f" YAML reads {value!r} as text: write it with a dot and a signed exponent, e.g. 1.0e-3."
-                    if isinstance(value, str) and _looks_numeric(value) else "")
+                    if isinstance(value, str) and looks_numeric(value) else "")
             problems.append(Problem(where, f"Received: {key}={value!r}. Expected a number (default: {default!r})."
                                     + hint))
     if problems:

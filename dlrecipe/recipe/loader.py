@@ -22,7 +22,7 @@ from dlrecipe.errors import Problems, RecipeError, is_within, join_path, shown, 
 from dlrecipe.io import dump_yaml
 from dlrecipe.recipe import spaces as sp
 from dlrecipe.recipe.schema import SECTIONS, Recipe, check_typed_items
-from dlrecipe.recipe.yamlio import load_yaml, parse_yaml
+from dlrecipe.recipe.yamlio import load_yaml, looks_numeric, parse_yaml
 
 PATH_KEYS = ("path", "test_path", "data_dir")  # data keys holding file paths, relative to their recipe
 
@@ -324,18 +324,10 @@ def _describe(err: dict) -> tuple[str, str]:
         return path, (f"Received: {field}={shown(received)}. Expected letters, digits, '_', '.' or '-', "
                       "starting with a letter or digit (it names the run folder).")
     hint = ""
-    if isinstance(received, str) and _looks_numeric(received):
+    if isinstance(received, str) and looks_numeric(received):
         hint = (f" YAML 1.1 reads {received} as text: write it with a decimal point and a signed exponent, "
                 f"e.g. {_yaml_float(received)}.")
     return path, f"Received: {field}={shown(received)}. Expected: {err['msg'].lower()}.{hint}"
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _yaml_float(text: str) -> str:

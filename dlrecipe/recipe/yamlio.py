@@ -31,6 +31,15 @@ def load_yaml(path: Path) -> tuple[Any, dict[str, str]]:
     return parse_yaml(text, str(path))
 
 
+def looks_numeric(text: str) -> bool:
+    """True for text that is a number to Python but that YAML 1.1 reads as a string (``1e-3``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 MAX_DEPTH = 100        # nesting levels of mappings and lists (a recipe needs about 10)
 MAX_VALUES = 200_000   # values after aliases are expanded: bounds a "billion laughs" alias bomb
 
