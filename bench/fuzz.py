@@ -30,7 +30,7 @@ def main() -> int:
     args = parser.parse_args()
     from typer.testing import CliRunner
 
-    from dlrecipe.cli import app
+    from dlrecipe.cli.main import app
     runner, rnd = CliRunner(), random.Random(args.seed)
     codes, kinds, bad = collections.Counter(), collections.Counter(), []
     start = time.perf_counter()

@@ -47,7 +47,7 @@ def _report():
              if m in sys.modules]
     sys.stderr.write("BENCH_MODULES " + " ".join(heavy) + "\\n")
 atexit.register(_report)
-from dlrecipe.cli import app
+from dlrecipe.cli.main import app
 app()
 """
 
@@ -66,7 +66,7 @@ class _Marker(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, _Marker())
 sys.argv = {argv!r}
-from dlrecipe.cli import app
+from dlrecipe.cli.main import app
 app()
 """
 
@@ -102,8 +102,8 @@ EXPECTED_ERRORS = [
 
 
 def command_names() -> list[str]:
-    """The CLI's commands, as Typer names them (importing dlrecipe.cli is cheap: no TensorFlow)."""
-    from dlrecipe.cli import app
+    """The CLI's commands, as Typer names them (importing dlrecipe.cli.main is cheap: no TensorFlow)."""
+    from dlrecipe.cli.main import app
     names = []
     for cmd in app.registered_commands:
         if cmd.hidden:
@@ -186,7 +186,7 @@ def part_help(n: int, dlrecipe: str, env: dict[str, str]) -> bool:
 
 
 def import_profile(py: str, argv: list[str], env: dict[str, str], k: int = 6) -> list[tuple[int, str]]:
-    code = f"import sys; sys.argv = {argv!r}\nfrom dlrecipe.cli import app\napp()"
+    code = f"import sys; sys.argv = {argv!r}\nfrom dlrecipe.cli.main import app\napp()"
     proc = subprocess.run([py, "-X", "importtime", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=env)
     rows = []

@@ -116,7 +116,7 @@ def cli():
     """Run the CLI in-process; returns the Click result (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from dlrecipe.cli import app
+    from dlrecipe.cli.main import app
     runner = CliRunner()
 
     def invoke(*args: str):

@@ -558,7 +558,7 @@ def test_help_and_structural_validation_do_not_import_tensorflow(tmp_path):
     bad.write_text("dataa: 1\n")
     probe = (
         "import sys\n"
-        "from dlrecipe.cli import app\n"
+        "from dlrecipe.cli.main import app\n"
         "from dlrecipe.recipe.loader import inspect_recipe\n"
         f"found = inspect_recipe({str(bad)!r})\n"
         "assert found.problems\n"

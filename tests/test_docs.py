@@ -132,7 +132,7 @@ def recipes_dir(tmp_path_factory) -> Path:
 def runner():
     from typer.testing import CliRunner
 
-    from dlrecipe.cli import app
+    from dlrecipe.cli.main import app
     cli = CliRunner()
     return lambda *args: cli.invoke(app, [str(a) for a in args], catch_exceptions=False)
 

@@ -128,6 +128,7 @@ RANK = {
     "__main__": 11, "cli": 10,
     "api": 9,
     "console": 8,
+    "compare": 7.5,
     "tune": 7, "inspect": 7, "export": 7,
     "train": 6,
     "evaluate": 5,
@@ -158,7 +159,7 @@ def test_every_package_has_a_rank():
     assert {_package(m) for m in _modules()} - {"dlrecipe"} <= set(RANK)
 
 
-NO_TENSORFLOW = ["dlrecipe.cli", "dlrecipe.recipe.loader", "dlrecipe.recipe.schema", "dlrecipe.recipe.spaces",
+NO_TENSORFLOW = ["dlrecipe.cli.main", "dlrecipe.recipe.loader", "dlrecipe.recipe.schema", "dlrecipe.recipe.spaces",
                  "dlrecipe.recipe.yamlio"]
 
 
@@ -174,5 +175,5 @@ def test_cli_and_recipe_import_no_tensorflow():
 def test_module_is_small(module):
     path = _modules()[module]
     lines = len(path.read_text().splitlines())
-    limit = MAX_CLI_LINES if module == "dlrecipe.cli" else MAX_LINES
+    limit = MAX_CLI_LINES if module.startswith("dlrecipe.cli") else MAX_LINES
     assert lines <= limit, f"{path.relative_to(PACKAGE.parent)} has {lines} lines (at most {limit}): split it"

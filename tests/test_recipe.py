@@ -651,7 +651,7 @@ def test_no_tensorflow_import(tmp_path):
     path = write(tmp_path, "broken.yaml", MINIMAL.replace("epochs: 3", "epochs: -1\n  batchsize: 3"))
     code = textwrap.dedent(f"""\
         import sys
-        import dlrecipe.recipe.loader, dlrecipe.cli
+        import dlrecipe.recipe.loader, dlrecipe.cli.main
         from dlrecipe.recipe.loader import inspect_recipe
         found = inspect_recipe({str(path)!r})
         print(sorted(p.path for p in found.problems))
