@@ -4,7 +4,7 @@
     .venv/bin/python bench/fuzz.py -n 2000 --seed 7
 
 Runs validate in-process (TensorFlow imported once) through the real CLI. Exit code 1 when any example
-breaks the rule of tests/test_fuzz.py (exit 0 or 2, every message naming a recipe path, nothing written).
+breaks the rule of tests/recipe/test_fuzz.py (exit 0 or 2, every message naming a recipe path, nothing written).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "recipe"))
 from recipe_fuzz import RECIPES, check_outcome, error_kind, load, mutate  # noqa: E402
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -122,3 +123,13 @@ def cli():
     def invoke(*args: str):
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
     return invoke
+
+
+def lr_rows(stdout: str) -> list[tuple[int, float, float | None, float | None]]:
+    """(epoch, rate at the first step, min, max) from the printed table."""
+    rows = []
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
+        if len(cells) == 4 and cells[0].isdigit():
+            rows.append((int(cells[0]), float(cells[1]), *(float(c) if c else None for c in cells[2:])))
+    return rows

@@ -17,7 +17,7 @@ import keras
 NO_XLA = ("RandomElasticTransform",)  # Keras layers that fail under XLA but do not say so (supports_jit)
 # Keras layers that say they do not support XLA on every backend (``supports_jit = False``), which is
 # true of TensorFlow's (its ImageProjectiveTransformV3 has no XLA kernel) but not of JAX's: under
-# jax.jit they give the same images as eagerly (tests/test_augment.py). Left so, Keras runs the whole
+# jax.jit they give the same images as eagerly (tests/build/test_augment.py). Left so, Keras runs the whole
 # JAX train step un-jitted, op by op, so on JAX they are marked as supporting it.
 JAX_JIT_OK = ("RandomTranslation", "RandomRotation", "RandomZoom", "RandomShear", "RandomPerspective")
 

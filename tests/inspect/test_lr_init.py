@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_arrays
+from conftest import ROOT, lr_rows, tiny_arrays
 
 from dlrecipe.data import source as datamod
 from dlrecipe.recipe.schema import DataConfig
@@ -79,16 +78,6 @@ def test_count_train_examples_equals_what_load_gives_for_fashion_mnist(fashion_i
 
 
 # --- dlrecipe lr ----------------------------------------------------------------------------------------
-
-
-def lr_rows(stdout: str) -> list[tuple[int, float, float | None, float | None]]:
-    """(epoch, rate at the first step, min, max) from the printed table."""
-    rows = []
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
-        if len(cells) == 4 and cells[0].isdigit():
-            rows.append((int(cells[0]), float(cells[1]), *(float(c) if c else None for c in cells[2:])))
-    return rows
 
 
 def test_lr_prints_a_step_schedule_per_epoch_and_plots_it_to_lr_png(cli, write_recipe, tmp_path, monkeypatch):

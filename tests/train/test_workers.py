@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_cli import DLRECIPE, history, only_run
-from test_diagnose import lr_rows
+from conftest import lr_rows
 
 
 def _alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 ODD_VALUES = [None, True, -1, 0, 2**31, 10**30, -1e308, float("inf"), float("nan"), 1e-320, "", "ünïcödé ✓",
               "x" * 300, [], {}, [1, [2, [3]]], {"type": "Dense"}, {"choice": []}, "relu", "Dense", 3.5, "1e-3"]

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from dlrecipe.build.preprocessing import keras_layers
 from dlrecipe.data import preprocess
@@ -99,7 +100,7 @@ def test_data_and_preprocess_import_no_tensorflow_or_keras():
     code = (f"import sys, importlib; [importlib.import_module(m) for m in {NUMPY_ONLY!r}]; "
             "bad = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 # --------------------------------------------------------------------------- sources
@@ -551,7 +552,7 @@ def test_peek_matches_load(tmp_path, fields):
 
 
 def test_sample_file_matches_its_readme():
-    sample = pathlib.Path(__file__).parent.parent / "data" / "fashion_mnist_sample.npz"
+    sample = ROOT / "data" / "fashion_mnist_sample.npz"
     if not sample.exists():
         pytest.skip("data/fashion_mnist_sample.npz is not built")
     info = data.peek(make_cfg(path=sample))
@@ -706,4 +707,4 @@ def test_gcn_model_loads_in_a_fresh_process_after_registration(tmp_path):
             f"m = keras.saving.load_model({str(path)!r}, safe_mode=True); "
             f"got = np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))); "
             f"np.testing.assert_allclose(got, np.load({str(tmp_path / 'want.npy')!r}), atol=1e-6)")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
