@@ -708,3 +708,18 @@ def test_gcn_model_loads_in_a_fresh_process_after_registration(tmp_path):
             f"got = np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))); "
             f"np.testing.assert_allclose(got, np.load({str(tmp_path / 'want.npy')!r}), atol=1e-6)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("source, key", [("npz", "path"), ("npz", "test_path"), ("csv", "path"),
+                                         ("image_dir", "path")])
+def test_a_path_too_long_for_the_file_system_is_a_recipe_error_not_a_traceback(cli, tmp_path, tiny_npz,
+                                                                               source, key):
+    from conftest import recipe_dict, write_yaml
+    recipe = recipe_dict(tiny_npz)
+    recipe["data"] = {"source": source, "path": str(tiny_npz), key: "x" * 5000 + ".npz"}
+    if source == "csv":
+        recipe["data"]["label"] = "y"
+    result = cli("validate", write_yaml(tmp_path / "r.yaml", recipe))
+    assert result.exit_code == 2
+    assert f"data.{key}" in result.stderr and "too long" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

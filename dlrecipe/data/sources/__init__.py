@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 from dlrecipe.errors import RecipeError
 from dlrecipe.recipe.schema import DataConfig
 
@@ -40,4 +43,28 @@ def check_source(cfg: DataConfig) -> None:
                               f"{cfg.source}{_WHY_NOT.get((cfg.source, key), '')} ({key} is for source "
                               f"{' or '.join(owners)}; {cfg.source} takes {', '.join(takes)} besides the keys every "
                               f"source takes). Fix: remove {key}.")
+    for key in ("path", "test_path", "data_dir"):
+        if key in takes and isinstance(getattr(cfg, key), str):
+            _check_usable_path(f"data.{key}", getattr(cfg, key))
+
+
+def _check_usable_path(where: str, path: str) -> None:
+    """Refuse a path the system cannot even look up (too long, a loop of links, no permission on a folder).
+
+    A path that does not exist is left to the source, which says what file it expected there.
+    """
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        why = {errno.ENAMETOOLONG: "the name is too long for the file system",
+               errno.ELOOP: "its symbolic links form a loop",
+               errno.EACCES: "a folder on the way cannot be read (permission denied)"}.get(e.errno, e.strerror)
+        shown = path if len(path) <= 120 else f"{path[:60]}...{path[-40:]} ({len(path)} characters)"
+        raise RecipeError.one(where, f"Received: {shown}, which cannot be opened: {why}. Fix: give the path "
+                              "of an existing file you can read.") from None
+    except ValueError:  # an embedded NUL byte
+        raise RecipeError.one(where, f"Received: {path!r}, which holds a NUL character. Fix: give a plain "
+                              "file path.") from None
 
