@@ -91,7 +91,40 @@ def prepare(recipe: Recipe, *, data=None, out: Path | None = None, stats: bool =
     recipe = finalize(recipe, info.task, info.n_classes)
     if check is not None:
         check(recipe, dataset)
-    return Prepared(recipe, dataset, info, fitted, make_runtime(recipe.runtime) if runtime else None)
+    rt = make_runtime(recipe.runtime) if runtime else None
+    if rt is not None and rt.replicas > 1:
+        dataset = even_for_replicas(dataset, recipe.train.batch_size, rt.replicas)
+    return Prepared(recipe, dataset, info, fitted, rt)
+
+
+def even_for_replicas(dataset, batch_size: int, replicas: int):
+    """The dataset as ``replicas`` model copies can share it: TensorFlow's MirroredStrategy fails (AddN of
+    unequal shapes) when the first batch of a split does not divide evenly among the replicas.
+
+    The global batch must be a multiple of ``replicas``; a split smaller than one batch loses its last
+    ``n % replicas`` examples (at most ``replicas - 1``; docs/distributed.md).
+
+    Raises:
+        RecipeError: at ``train.batch_size`` when it is not a multiple of ``replicas``.
+    """
+    if batch_size % replicas:
+        fixed = -(-batch_size // replicas) * replicas
+        raise RecipeError.one("train.batch_size", f"Received: batch_size={batch_size}, which {replicas} replicas "
+                              f"cannot share evenly (each step splits the global batch among them). Fix: --set "
+                              f"train.batch_size={fixed}.")
+    if pipeline.is_streamed(dataset):
+        return dataset
+    import dataclasses
+    trimmed = {}
+    for split in ("train", "val"):
+        x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+        if x is not None and len(x) < batch_size and len(x) % replicas:
+            keep = len(x) - len(x) % replicas
+            if keep == 0:
+                raise RecipeError.one("data", f"The {split} split has {len(x)} example(s), fewer than the "
+                                      f"{replicas} replicas. Fix: use more data or runtime.strategy: default.")
+            trimmed.update({f"x_{split}": x[:keep], f"y_{split}": y[:keep]})
+    return dataclasses.replace(dataset, **trimmed) if trimmed else dataset
 
 
 def write_start(run_dir: Path, ready: Prepared, argv: list[str], process=None, xla: bool | None = None) -> None:

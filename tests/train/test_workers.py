@@ -150,6 +150,28 @@ def test_mirrored_over_two_logical_cpus_trains_two_replicas_in_mixed_float16(wri
     assert all(r["learning_rate"] == pytest.approx(0.02) for r in rows)  # 0.01 x 2 replicas
 
 
+def test_mirrored_trains_a_validation_split_smaller_than_a_batch_that_two_replicas_cannot_halve(write_recipe,
+                                                                                                tmp_path):
+    # 120 examples, 21 for validation: one batch of 21 split 11/10 made TensorFlow fail (AddN of unequal shapes)
+    out = tmp_path / "runs"
+    recipe = write_recipe(runtime={"strategy": "mirrored"}, train={"epochs": 1, "batch_size": 32},
+                          data={"source": "npz", "path": str(tmp_path / "tiny.npz"), "validation_split": 0.175,
+                                "normalize": "rescale"})
+    proc = subprocess.run([DLRECIPE, "train", str(recipe), "--out", str(out)], capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "DLRECIPE_LOGICAL_CPUS": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "val_accuracy" in history(only_run(out))[0]
+
+
+def test_mirrored_refuses_a_batch_size_the_replicas_cannot_share(cli, write_recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("DLRECIPE_LOGICAL_CPUS", "2")
+    out = tmp_path / "runs"
+    result = cli("train", write_recipe(runtime={"strategy": "mirrored"}, train={"batch_size": 15}), "--out", out)
+    assert result.exit_code == 2
+    assert "error: train.batch_size" in result.stderr and "--set train.batch_size=16" in result.stderr
+    assert not out.exists()
+
+
 def test_jit_compile_is_passed_to_compile_and_recorded(cli, write_recipe, tmp_path):
     out = tmp_path / "runs"
     result = cli("train", write_recipe(runtime={"jit_compile": True}), "--out", out)
