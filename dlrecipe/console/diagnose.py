@@ -30,7 +30,7 @@ def print_diagnosis(diagnosis: Any, plot: Path | None) -> None:
                   highlight=False)
     if diagnosis.members:
         table = Table(title="per " + diagnosis.evidence.get("kind", "member"))
-        for col in ("", "verdict", "confidence", "onset", "best epoch", "loss", "val_loss"):
+        for col in ("", "verdict", "conf.", "onset", "best", "loss", "val_loss"):
             table.add_column(col, justify="left" if col in ("", "verdict") else "right", no_wrap=True)
         for m in diagnosis.members:
             ev = m.evidence
