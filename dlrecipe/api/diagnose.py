@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dlrecipe.errors import RecipeError
 
 
-def diagnose(run: Path, plot: bool = True):
+def diagnose(run: Path, plot: bool = True, show: Callable[[Any], None] | None = None):
     """The diagnosis of ``run`` (a run folder or runs/<name>), and the plot written (RUN/plots/diagnosis.png).
+
+    ``show(diagnosis)`` is called before the plot is drawn (matplotlib takes most of the time), so that
+    the verdict shows at once.
 
     Raises:
         RecipeError: not a run folder, no history, or the plot cannot be written (nothing is written then).
@@ -23,6 +28,8 @@ def diagnose(run: Path, plot: bool = True):
     run_dir = runs.find_run(Path(run), need=runs.RECIPE)
     found = diagnose_run(run_dir)
     out = run_dir / PLOT
+    if show is not None:
+        show(found)
     if plot:
         try:
             write_plot(found, out)

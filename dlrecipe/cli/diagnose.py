@@ -20,5 +20,6 @@ def diagnose(run: Path = RUN, as_json: bool = typer.Option(False, "--json", help
     Prints the numbers it relied on and fixes as --set lines on the recipe's own paths; writes
     RUN/plots/diagnosis.png. Reads history.csv only (no TensorFlow).
     """
-    found, plot = api.diagnose(run)
-    show.print_json(found) if as_json else show.print_diagnosis(found, plot)
+    _, plot = api.diagnose(run, show=show.print_json if as_json else show.print_diagnosis)
+    if not as_json:
+        show.print_written(plot)

@@ -20,8 +20,13 @@ def print_json(diagnosis: Any) -> None:
     echo(json.dumps(diagnosis.as_json(), indent=2))
 
 
-def print_diagnosis(diagnosis: Any, plot: Path | None) -> None:
-    """The verdict line, a table of the numbers it relied on (or of the members), the fixes, the plot's path."""
+def print_written(plot: Path | None) -> None:
+    if plot is not None:
+        echo(f"Wrote {plot}")
+
+
+def print_diagnosis(diagnosis: Any) -> None:
+    """The verdict line, a table of the numbers it relied on (or of the members), and the fixes."""
     from rich.markup import escape
     from rich.table import Table
     console = rich_console()
@@ -48,8 +53,6 @@ def print_diagnosis(diagnosis: Any, plot: Path | None) -> None:
         echo("Fixes to try (add to `dlrecipe train RECIPE`, or run `dlrecipe train` with the --resume line):")
         for s in diagnosis.suggestions:
             echo(f"  {s}")
-    if plot is not None:
-        echo(f"Wrote {plot}")
 
 
 def print_verdict(diagnosis: Any) -> None:

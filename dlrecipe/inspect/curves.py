@@ -51,7 +51,7 @@ class Diagnosis:
     suggestions: list[str] = field(default_factory=list)
     best_epoch: int | None = None
     label: str | None = None
-    members: list["Diagnosis"] = field(default_factory=list)
+    members: list[Diagnosis] = field(default_factory=list)
     rows: list[dict[str, float]] = field(default_factory=list, repr=False)
 
     def as_json(self) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def _diverging(loss, val, lr, epochs, chance, k, ev) -> Diagnosis | None:
     if n >= MIN_EPOCHS:
         m = int(loss.argmin())
         rise = loss[-1] - loss[m]
-        s, se = slope(loss[max(m, n - k):])
+        s, _ = slope(loss[max(m, n - k):])
         if m < n - 2 and loss[-1] > 1.5 * loss[m] and rise > 3 * noise(loss) and s > 0:
             ev.update(loss_rise=_r(rise))
             why = (f"the training loss rose from {loss[m]:.4g} at epoch {epochs[m]} to {loss[-1]:.4g} at epoch "

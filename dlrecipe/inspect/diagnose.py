@@ -20,7 +20,7 @@ from dlrecipe.errors import RecipeError
 from dlrecipe.inspect.curves import VERDICTS, Diagnosis, diagnose_history
 from dlrecipe.recipe.loader import load_recipe
 
-__all__ = ["Diagnosis", "diagnose_history", "diagnose_run", "plot_diagnosis", "PLOT"]
+__all__ = ["PLOT", "Diagnosis", "diagnose_history", "diagnose_run", "plot_diagnosis"]
 
 PLOT = "plots/diagnosis.png"
 GROUPS = (("members", "member"), ("folds", "fold"))
@@ -124,6 +124,7 @@ def overall(found: list[Diagnosis]) -> Diagnosis:
 def plot_diagnosis(d: Diagnosis):
     """A matplotlib Figure: the loss curves of each run (member, fold), onset and best epoch marked."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     panels = d.members or [d]
     cols = min(3, len(panels))
@@ -142,6 +143,9 @@ def plot_diagnosis(d: Diagnosis):
             best = next(r for r in p.rows if r["epoch"] == p.best_epoch)
             ax.plot([p.best_epoch], [best.get("val_loss", best.get("loss"))], marker="*", markersize=14,
                     color="tab:green", linestyle="none", label=f"best epoch {p.best_epoch}")
+        chance = p.evidence.get("chance_loss")
+        if chance is not None and p.verdict in ("diverging", "underfitting"):
+            ax.axhline(chance, color="grey", linestyle=":", label=f"chance (ln classes) {chance:.3g}")
         if p.onset_epoch is not None:
             ax.axvline(p.onset_epoch, color="tab:red", linestyle="--", label=f"{p.verdict} from epoch {p.onset_epoch}")
         if values and max(values) > 10 * sorted(values)[len(values) // 2]:  # a spike: show the rest too
@@ -149,6 +153,7 @@ def plot_diagnosis(d: Diagnosis):
         ax.set_title(f"{p.label + ': ' if p.label else ''}{p.verdict.replace('_', ' ')}"
                      + (f" ({p.confidence:.2f})" if p.verdict != "unclear" else ""))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import shlex
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import yaml
 
