@@ -185,7 +185,7 @@ def _judge(rows: list[dict], recipe: dict | None, chance: float | None) -> Diagn
 def _diverging(loss, val, lr, epochs, chance, k, ev) -> Diagnosis | None:
     n = len(loss)
     if chance is not None and n >= 2 and loss[-k:].mean() >= chance:
-        exploded = loss.max() >= 2 * chance or (val is not None and val[-1] >= 1.5 * chance) or loss[-1] > loss[0]
+        exploded = loss.max() >= 2 * chance or (val is not None and val[-1] >= 1.5 * chance) or loss[-1] > 1.1 * loss[0]
         if exploded:
             peak = int(loss.argmax())
             ev.update(loss_max=_r(loss.max()), loss_max_epoch=epochs[peak])
@@ -198,7 +198,8 @@ def _diverging(loss, val, lr, epochs, chance, k, ev) -> Diagnosis | None:
         m = int(loss.argmin())
         rise = loss[-1] - loss[m]
         s, _ = slope(loss[max(m, n - k):])
-        if m < n - 2 and loss[-1] > 1.5 * loss[m] and rise > 3 * noise(loss) and s > 0:
+        # a rise that matters: 1.5x its minimum, above the noise, and a tenth of the way back to the start
+        if m < n - 2 and loss[-1] > 1.5 * loss[m] and rise > max(3 * noise(loss), 0.1 * loss[0]) and s > 0:
             ev.update(loss_rise=_r(rise))
             why = (f"the training loss rose from {loss[m]:.4g} at epoch {epochs[m]} to {loss[-1]:.4g} at epoch "
                    f"{epochs[-1]}")
@@ -281,8 +282,9 @@ def _with_validation(loss, val, epochs, k, rel_t, s_t, se_t, chance, ev) -> Diag
         return Diagnosis("healthy", conf, None, {**ev, "why": why}, best_epoch=epochs[best])
     parts = []
     if gap_rel > SMALL_GAP:
-        parts.append(f"a large gap (loss {loss[-1]:.4g}, val_loss {val[-1]:.4g}) but val_loss has not clearly "
-                     "risen yet")
+        parts.append(f"a large gap: val_loss {val[-1]:.4g} ({100 * rel_v:+.1f}% per epoch over the last {k}) against "
+                     f"loss {loss[-1]:.4g} ({100 * rel_t:+.1f}%), {100 * gap_rel:.0f}% of val_loss, but val_loss has "
+                     f"not clearly risen from its minimum {val.min():.4g} (epoch {epochs[best]})")
     if not near_min:
         parts.append(f"val_loss {val[-1]:.4g} is above its minimum {val.min():.4g} (epoch {epochs[best]}) but "
                      "within what its noise allows")

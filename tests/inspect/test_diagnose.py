@@ -94,6 +94,16 @@ def test_a_rising_training_loss_is_diverging_unless_the_schedule_raised_the_rate
     assert d.verdict == "unclear" and d.evidence["lr_rose"]
 
 
+def test_a_blip_of_a_near_zero_training_loss_or_a_loss_stuck_at_chance_is_not_diverging():
+    _, val = overfitting_curves()
+    loss = 1.5 * np.exp(-E / 3)
+    loss[-4:] = [0.0005, 0.002, 0.006, 0.012]  # 24x its minimum and above its noise, but far below the start
+    assert judge(loss, val).verdict == "overfitting"
+    stuck = math.log(10) + np.array([0.0, 0.001, -0.001, 0.002, 0.001, 0.003])
+    d = judge(stuck, stuck + 0.002)
+    assert d.verdict == "underfitting" and d.evidence["loss_vs_chance"] >= 1
+
+
 def overfitting_curves(seed: int = 0, sigma: float = 0.0):
     rng = np.random.default_rng(seed)
     loss = 1.5 * np.exp(-E / 6) + 0.01
