@@ -15,6 +15,7 @@ import math
 import shutil
 import tempfile
 import warnings
+import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,18 @@ def save_model(model, path: Path, chief: bool = True) -> None:
         return
     with atomic_path(path, ".keras") as tmp:
         model.save(tmp)
+
+
+def saved_compile_config(path: Path) -> dict[str, Any]:
+    """The ``compile_config`` of a saved ``.keras`` file (optimizer class and config, loss), read from the zip's
+    config.json without Keras; ``{}`` when the file is missing or unreadable.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+    return (config.get("compile_config") or {}) if isinstance(config, dict) else {}
 
 
 def register_layers() -> None:

@@ -9,8 +9,9 @@ from typing import Optional
 import typer
 
 from dlrecipe import console
-from dlrecipe.api import recipes, run_folders, training
+from dlrecipe.api import diagnose, recipes, run_folders, training
 from dlrecipe.cli.app import ALLOW, OUT, RECIPE, RUN, SETS, app, handles_errors
+from dlrecipe.console.diagnose import print_verdict
 
 
 @app.command()
@@ -48,6 +49,7 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
     done = training.train(recipe, sets, out, resume=resume, evaluate=evaluate_after, workers=workers, argv=sys.argv,
                      allow_artifacts=allow)
     console.print_trained(done)
+    print_verdict(diagnose.after_training(done.run_dir))
     if evaluate_after and done.run_dir is not None:
         console.print_evaluation(run_folders.evaluate(done.run_dir, model=done.model, dataset=done.dataset))
 
