@@ -20,11 +20,12 @@ def print_lr_find(recipe: Path, loaded: Any, found: Any, out: Path) -> None:
         return "none" if v is None else f"{v:.3g}"
 
     echo(f"{loaded.recipe.name}: learning-rate range test, {len(found.lrs)} of {found.planned_steps} steps "
-         f"(batch {found.batch_size}, {found.steps_per_epoch} steps per epoch), from {found.lrs[0]:.3g} to "
-         f"{found.lrs[-1]:.3g}" + (": stopped, the loss diverged." if found.stopped == "diverged" else "."))
+         f"(batch {found.batch_size}, {found.steps_per_epoch} steps per epoch)")
+    echo(f"  rates from {found.lrs[0]:.3g} to {found.lrs[-1]:.3g}"
+         + (": stopped, the loss diverged." if found.stopped == "diverged" else "."))
     echo(f"  steepest descent  {rate(found.steepest)}")
     echo(f"  valley            {rate(found.valley)}")
-    echo(f"  min loss at       {rate(found.min_loss_lr)}  (too high to train at: the loss turns up after it)")
+    echo(f"  min loss at       {rate(found.min_loss_lr)}  (where the loss stops falling: train below it)")
     echo(f"Suggestion: {rate(found.suggestion)}")
     for note in found.notes:
         echo(f"note: {note}")

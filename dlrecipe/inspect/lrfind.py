@@ -4,8 +4,9 @@ The recipe's own model, optimizer, batch size and training pipeline, prepared by
 as training prepares them, are fitted for at most one epoch (or ``steps``) while the rate grows
 exponentially from ``start`` to ``end``, one value per step; the recipe's schedule and callbacks are
 left out. The loss of every batch is smoothed (an exponential moving average with bias correction, as
-fastai) and the test stops once the smoothed loss exceeds 4 times its minimum. Nothing is written but
-the plot. See docs/commands.md#lr-find.
+fastai) and the test stops once the smoothed loss exceeds 4 times its minimum, or climbs back above its
+first value after falling by a tenth (a classifier's loss is bounded and may never reach 4 times). Nothing
+is written but the plot. See docs/commands.md#lr-find.
 
 Example:
     >>> found = lr_find(load_recipe(Path("recipes/quickstart.yaml")))
@@ -26,7 +27,7 @@ from dlrecipe.errors import RecipeError
 from dlrecipe.recipe.loader import LoadedRecipe
 
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its minimum (fastai)
-SUGGESTION = "valley"  # which estimate is the suggestion: chosen from bench/lrfind.py (see docs/commands.md)
+SUGGESTION = "steepest"  # the estimate printed as the suggestion: chosen with bench/lrfind.py (docs/commands.md)
 
 
 @dataclass
@@ -143,7 +144,7 @@ class _Sweep(keras.callbacks.Callback):
         self.rates, self.beta = rates, beta
         self.losses: list[float] = []
         self.stopped = "end"
-        self._avg, self._best = 0.0, math.inf
+        self._avg, self._best, self._first = 0.0, math.inf, math.inf
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.reset_metrics()  # the logged loss is then this batch's, not the epoch's running mean
@@ -155,7 +156,11 @@ class _Sweep(keras.callbacks.Callback):
         i = len(self.losses)
         self._avg = self.beta * self._avg + (1 - self.beta) * loss
         smoothed = self._avg / (1 - self.beta ** i)
-        if not math.isfinite(smoothed) or smoothed > DIVERGED * self._best:
+        self._first = smoothed if i == 1 else self._first
+        # diverged: 4x the minimum (fastai), or back above the start after falling by a tenth (a softmax's
+        # bounded loss may never reach 4x: the rate then undoes what the first steps learned)
+        back = self._best < 0.9 * self._first and smoothed > self._first
+        if not math.isfinite(smoothed) or smoothed > DIVERGED * self._best or back:
             self.stopped = "diverged"
             self.model.stop_training = True
         self._best = min(self._best, smoothed) if math.isfinite(smoothed) else self._best
@@ -252,7 +257,8 @@ def plot_range_test(found: RangeTest, recipe_name: str, path: Path) -> None:
     for label, value, color in marks:
         if value is not None:
             y = float(np.interp(np.log(value), np.log(found.lrs), found.smoothed))
-            ax.plot([value], [y], "o", color=color, markersize=7, label=f"{label}: {value:.2g}")
+            chosen = " (suggestion)" if label == SUGGESTION else ""
+            ax.plot([value], [y], "o", color=color, markersize=7, label=f"{label}: {value:.2g}{chosen}")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title(f"{recipe_name}: learning-rate range test, {len(found.lrs)} steps of batch {found.batch_size}"
