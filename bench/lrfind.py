@@ -3,6 +3,7 @@
 Usage (from the repository root):
     .venv/bin/python bench/lrfind.py                       # quickstart, 3 epochs per training (~5 min)
     .venv/bin/python bench/lrfind.py --epochs 2 --subset 2000
+    .venv/bin/python bench/lrfind.py --time-only --repeats 5   # part 1 only
 
 Part 1: ``dlrecipe train RECIPE --set train.epochs=1`` (in process, TensorFlow already imported) against
 ``dlrecipe lr-find RECIPE``, both from recipe to result (data loading, model building and tracing
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,8 @@ def main() -> int:
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "quickstart.yaml")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each training of part 2")
     parser.add_argument("--subset", type=int, default=None, help="first N examples of the data (data.subset)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of part 1 (epoch, lr-find), median")
+    parser.add_argument("--time-only", action="store_true", help="part 1 only")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -48,18 +52,22 @@ def main() -> int:
     base = [f"data.subset={args.subset}"] if args.subset else []
     with scratch("lrfind", args.keep) as tmp:
         print(f"recipe {args.recipe}, load {load()}")
-        began = time.perf_counter()
-        train(args.recipe, [*base, "train.epochs=1"], tmp / "epoch", argv=[])
-        epoch_s = time.perf_counter() - began
-        began = time.perf_counter()
-        _, found = lr_find(args.recipe, base, tmp / "lr-find.png")
-        find_s = time.perf_counter() - began
-        print(f"\none training epoch (recipe to run folder)   {epoch_s:7.1f} s")
-        print(f"lr-find ({len(found.lrs)} steps, {found.stopped})          {find_s:7.1f} s")
+        epochs, finds = [], []
+        for _ in range(args.repeats):  # interleaved, so that a busy moment hits both sides
+            began = time.perf_counter()
+            train(args.recipe, [*base, "train.epochs=1"], tmp / "epoch", argv=[])
+            epochs.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            _, found = lr_find(args.recipe, base, tmp / "lr-find.png")
+            finds.append(time.perf_counter() - began)
+        epoch_s, find_s = statistics.median(epochs), statistics.median(finds)
+        print(f"\none training epoch (recipe to run folder)   {epoch_s:7.1f} s  (median of {args.repeats})")
+        print(f"lr-find ({len(found.lrs)} steps, {found.stopped})     {find_s:7.1f} s  (median of {args.repeats})")
         print(f"ratio lr-find / epoch                       {find_s / epoch_s:7.2f}   (goal <= 1.0)  load {load()}")
         print(f"steepest {found.steepest:.3g}, valley {found.valley:.3g}, min loss at {found.min_loss_lr:.3g}; "
               f"suggestion {found.suggestion:.3g}")
-
+        if args.time_only:
+            return 0
         rates = [(f"{r:g}", r) for r in GRID] + [("steepest", found.steepest), ("valley", found.valley)]
         rows = []
         for label, rate in rates:

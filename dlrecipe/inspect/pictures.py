@@ -152,9 +152,35 @@ def occlusion_map(predict, image: np.ndarray, label: int, grey: np.ndarray) -> t
     return heat / np.maximum(count, 1), base
 
 
-def occlusion_figure(images: list[np.ndarray], heats: list[np.ndarray], titles: list[str]):
-    """Each image (top) and its occlusion map over it (bottom): red where hiding the place lowers p(true)."""
-    fig, axes = _figure(2, len(images), cell=2.0, extra=0.5)
+def grad_cam(model: keras.Model, conv: keras.layers.Layer, images: np.ndarray, labels: np.ndarray):
+    """Grad-CAM (Selvaraju et al. 2017) of ``conv`` for the true class, upsampled to the image; in [0, 1].
+
+    The feature maps weighted by the mean gradient of log p(true) over each map, summed, ReLU. TensorFlow
+    backend only (None elsewhere).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    probe = keras.Model(model.inputs, [conv.output, model.outputs[0]])
+    x = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
+    with tf.GradientTape() as tape:
+        fmap, p = probe(x, training=False)
+        p = tf.reshape(tf.cast(p, tf.float32), [len(images), -1])
+        if p.shape[1] == 1:
+            p = tf.concat([1.0 - p, p], axis=1)
+        score = tf.reduce_sum(tf.math.log(tf.gather(p, labels.astype(np.int32), batch_dims=1) + 1e-7))
+    grads = tape.gradient(score, fmap)
+    weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(fmap, tf.float32), axis=-1, keepdims=True))
+    cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0].numpy()
+    return [c / max(float(c.max()), 1e-12) for c in cam]
+
+
+def occlusion_figure(images: list[np.ndarray], heats: list[np.ndarray], titles: list[str],
+                     cams: list[np.ndarray] | None = None, cam_layer: str = ""):
+    """Each image (top), its occlusion map over it (red where hiding the place lowers p(true)), and its Grad-CAM."""
+    fig, axes = _figure(2 + (cams is not None), len(images), cell=2.0, extra=0.5)
     for i, (image, heat, title) in enumerate(zip(images, heats, titles)):
         picture, kw = displayable(image)
         axes[0, i].imshow(picture, **kw)
@@ -165,8 +191,14 @@ def occlusion_figure(images: list[np.ndarray], heats: list[np.ndarray], titles: 
         shown = axes[1, i].imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6)
         axes[1, i].set_title(f"max drop {heat.max():.2f}", fontsize=8)
         fig.colorbar(shown, ax=axes[1, i], shrink=0.7)
-    fig.suptitle("Occlusion (Zeiler & Fergus): drop in p(true class) when a grey square hides each place",
-                 fontsize=9)
+        if cams is not None:
+            axes[2, i].imshow(grey, cmap="gray", vmin=0, vmax=1)
+            shown = axes[2, i].imshow(cams[i], cmap="inferno", vmin=0, vmax=1, alpha=0.55)
+            axes[2, i].set_title(f"Grad-CAM {cam_layer}", fontsize=8)
+            fig.colorbar(shown, ax=axes[2, i], shrink=0.7)
+    fig.suptitle("Occlusion (Zeiler & Fergus): drop in p(true class) when a grey square hides each place"
+                 + ("\nGrad-CAM (Selvaraju et al.): where the last convolution sees the true class"
+                    if cams is not None else ""), fontsize=9)
     return fig
 
 

@@ -52,7 +52,8 @@ class Inspection:
     seconds: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        from dlrecipe.evaluate.metrics import _json_safe  # JSON has no NaN: a diverged model's values become null
+        return _json_safe(asdict(self))
 
 
 def inspect_run(run_dir: Path, recipe, meta: dict, model: keras.Model, dataset, folder: Path,
@@ -102,7 +103,8 @@ def inspect_run(run_dir: Path, recipe, meta: dict, model: keras.Model, dataset, 
         found.notes.append("No convolution: filters.png and max_activating.png are for convolutional networks.")
     if images and task == "classification":
         found.noise = _noise(predict, x, names, recipe.seed)
-        figures[OCCLUSION], found.occlusion = _occlusion(predict, x, labels_of(y), predictions, names)
+        figures[OCCLUSION], found.occlusion = _occlusion(predict, x, labels_of(y), predictions, names,
+                                                         model=model, conv=last)
     tabular = meta.get("tabular")
     if tabular is not None and task in ("classification", "regression"):
         found.permutation_metric, found.permutation_importance = interpret.permutation_importance(
@@ -162,7 +164,8 @@ def _noise(predict, x: np.ndarray, names: list[str], seed: int) -> dict[str, Any
             "mean_top_probability": float(interpret.top_probability(p).mean())}
 
 
-def _occlusion(predict, x: np.ndarray, labels: np.ndarray, predictions: np.ndarray, names: list[str]):
+def _occlusion(predict, x: np.ndarray, labels: np.ndarray, predictions: np.ndarray, names: list[str], *,
+               model: keras.Model, conv):
     """Occlusion maps of test images of ``OCCLUDED`` different classes: the figure and the JSON.
 
     Preferred: the first test images classified right with p(true) below 0.99 (a probability of 1.00 barely
@@ -186,4 +189,8 @@ def _occlusion(predict, x: np.ndarray, labels: np.ndarray, predictions: np.ndarr
         titles.append(f"#{i} {names[labels[i]]}\np(true)={base:.2f}")
         entries.append({"index": int(i), "true": names[labels[i]], "true_probability": base,
                         "max_drop": float(heat.max())})
-    return pictures.occlusion_figure([x[i] for i in chosen], heats, titles), entries
+    cams = pictures.grad_cam(model, conv, x[chosen], labels[chosen]) if conv is not None else None
+    for entry in entries:
+        entry["grad_cam"] = cams is not None
+    figure = pictures.occlusion_figure([x[i] for i in chosen], heats, titles, cams, conv.name if conv else "")
+    return figure, entries
