@@ -26,6 +26,7 @@ import numpy as np
 from dlrecipe.errors import RecipeError
 from dlrecipe.recipe.loader import LoadedRecipe
 
+FEW_STEPS = 40  # below this, one epoch gives a coarse curve: a note suggests --steps
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its minimum (fastai)
 SUGGESTION = "steepest"  # the estimate printed as the suggestion: chosen with bench/lrfind.py (docs/commands.md)
 
@@ -215,6 +216,9 @@ def lr_find(loaded: LoadedRecipe, start: float = 1e-7, end: float = 10.0, steps:
     if factor != 1.0:
         notes.append(f"runtime.scale_learning_rate: linear over {rt.replicas} replicas: the curve shows the "
                      f"optimizer's rates; the suggestions are the recipe's (divided by {factor:g}).")
+    if steps is None and total < FEW_STEPS:
+        notes.append(f"One epoch is only {total} steps: a coarse curve. --steps 100 gives a finer one (over "
+                     "several epochs).")
     if sweep.stopped == "end" and steps is None and end < 10:
         notes.append("The loss did not diverge before --end; a larger --end shows where it does.")
     if original.callbacks or getattr(original.learning_rate, "schedule", None) or isinstance(
