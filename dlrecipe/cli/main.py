@@ -10,6 +10,7 @@ from dlrecipe import console
 from dlrecipe.cli import run  # noqa: F401  isort: skip
 from dlrecipe.cli import inspect  # noqa: F401  isort: skip
 from dlrecipe.cli import diagnose  # noqa: F401  isort: skip
+from dlrecipe.cli import understand  # noqa: F401  isort: skip
 from dlrecipe.cli.app import app
 
 __all__ = ["app", "main"]

@@ -230,6 +230,16 @@ def activation_name(layer: keras.layers.Layer) -> str | None:
     return name if isinstance(name, str) and name != "linear" else None
 
 
+def ever_active(outputs: np.ndarray) -> np.ndarray:
+    """Per unit (the last axis: a Dense unit, a conv channel): whether any output of the batch is above 0.
+
+    A ReLU unit that is never above 0 is dead on that data: its gradient is 0 for every example.
+    ``inspect`` ORs this over the batches of the test split.
+    """
+    a = np.asarray(outputs)
+    return np.any(a > 0, axis=tuple(range(a.ndim - 1)))
+
+
 def _layer_stats(index: int, layer: keras.layers.Layer, path: str | None, out: np.ndarray,
                  grad_norm: float | None) -> LayerStats:
     a = np.asarray(out, dtype=np.float64)
@@ -241,8 +251,7 @@ def _layer_stats(index: int, layer: keras.layers.Layer, path: str | None, out: n
         elif act == "sigmoid":
             saturated = float(np.mean((a < 0.01) | (a > 0.99)))
         elif act == "relu" and a.ndim >= 2:
-            per_unit = np.all(a == 0, axis=tuple(range(a.ndim - 1)))
-            dead = float(np.mean(per_unit))
+            dead = float(np.mean(~ever_active(a)))
     return LayerStats(index=index, name=layer.name, type=type(layer).__name__, path=path,
                       output_shape=[None if d is None else int(d) for d in layer.output.shape], activation=act,
                       mean=float(a.mean()) if a.size else None, std=float(a.std()) if a.size else None,
