@@ -62,6 +62,7 @@ def _draw(ax, row: Row, column: str, colour) -> bool:
 def plot_metric(rows: list[Row], name: str):
     """A matplotlib Figure: ``name`` per epoch for every row, training and validation side by side."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     panels = [("learning rate (first step of the epoch)", "learning_rate")] if name == "learning_rate" else [
         (f"training {name}", name), (f"validation {name}", f"val_{name}")]
@@ -69,14 +70,15 @@ def plot_metric(rows: list[Row], name: str):
     fig = Figure(figsize=(5.5 * len(panels), 3.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
     colours = [f"C{i % 10}" for i in range(len(rows))]
-    for ax, (title, column) in zip(axes, panels):
+    for i, (ax, (title, column)) in enumerate(zip(axes, panels)):
         drawn = [_draw(ax, row, column, colour) for row, colour in zip(rows, colours)]
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if column == "learning_rate" and _all_positive(rows, column):
             ax.set_yscale("log")
-        if any(drawn):
+        if any(drawn) and i == len(panels) - 1:  # one legend: the colours are the same in every panel
             ax.legend(fontsize="small")
     return fig
 

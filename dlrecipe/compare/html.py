@@ -23,19 +23,20 @@ h3 { font-size: 16px; margin: 22px 0 8px; color: var(--accent); }
 p.meta, p.note { color: var(--muted); margin: 4px 0 10px; }
 p.note code, td code { background: var(--band); padding: 1px 5px; border-radius: 4px; }
 nav { background: var(--band); border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; margin: 14px 0; }
-nav a { color: var(--accent); text-decoration: none; margin-right: 14px; white-space: nowrap; }
+nav { display: flex; flex-wrap: wrap; gap: 4px 16px; }
+nav a { color: var(--accent); text-decoration: none; white-space: nowrap; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13.5px; }
-th, td { border: 1px solid var(--line); padding: 4px 10px; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: right; white-space: nowrap; }
 th { background: var(--band); font-weight: 600; white-space: normal; vertical-align: bottom; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child { text-align: left; white-space: normal; }
 td.text { text-align: left; white-space: normal; }
 td small { color: var(--muted); display: block; }
 tr.summary td { font-weight: 700; background: #eef3fb; }
 td.differs { color: #0b6e6e; font-weight: 600; }
 img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; margin: 4px 0 10px;
       display: block; }
-img.narrow { max-width: 560px; }
+img.narrow { max-width: 640px; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 pre { background: var(--band); border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px;
       font-size: 12.5px; line-height: 1.4; overflow-x: auto; max-height: 520px; }
@@ -74,7 +75,7 @@ def code(text: str) -> str:
 
 
 def image(png: bytes, alt: str, narrow: bool = False) -> str:
-    """An ``<img>`` holding ``png`` inline as a base64 ``data:`` URI (``narrow``: at most 560 px wide)."""
+    """An ``<img>`` holding ``png`` inline as a base64 ``data:`` URI (``narrow``: at most 640 px wide)."""
     data = base64.b64encode(png).decode("ascii")
     cls = ' class="narrow"' if narrow else ""
     return f'<img{cls} alt="{esc(alt)}" src="data:image/png;base64,{data}">'
@@ -99,7 +100,14 @@ def recipe_value(value: Any) -> str:
         return "—"
     if isinstance(value, tuple):
         return esc(",".join(str(v) for v in value))
+    if isinstance(value, float):
+        return esc(f"{value:.6g}")
     return number(value)
+
+
+def breakable(text: str) -> str:
+    """``text`` escaped, with line-break opportunities after ``/`` (long run labels)."""
+    return esc(text).replace("/", "/<wbr>")
 
 
 def table(headers: list[str], rows: list[list[str]], classes: list[str] | None = None,

@@ -62,7 +62,7 @@ def _comparison(comparison: Comparison) -> str:
         rows = [aggregate(Row(f"seed {run.seed}", [run], differs={"seed": run.seed})) for run in group.runs] + [group]
     paths = list(dict.fromkeys(p for r in rows for p in r.differs))
     headers = ["run", "n", *paths, *comparison.columns]
-    cells = [[h.esc(r.label), str(len(r.runs)), *[h.recipe_value(r.differs.get(p)) for p in paths],
+    cells = [[h.breakable(r.label), str(len(r.runs)), *[h.recipe_value(r.differs.get(p)) for p in paths],
               *[_mean_std(r.metrics.get(c), c == "epochs") for c in comparison.columns]] for r in rows]
     classes = ["summary" if r.group is not None else "" for r in rows]
     col_classes = ["", "", *["differs"] * len(paths), *[""] * len(comparison.columns)]

@@ -45,7 +45,15 @@ def _seed_table(title: str, rows: list[dict[str, Any]], summary: dict[str, dict]
         table.add_row(*[_number(r[k]) if k in r else "" for k in keys])
     table.add_row("mean ± std", *[mean_std(summary.get(k), 1 if k == "epochs" else 4) for k in keys[1:]],
                   style="bold")
-    rich_console().print(table)
+    _print_wide(table)
+
+
+def _print_wide(table) -> None:
+    """Print a rich table; piped or captured, on one line per row however wide, rather than in wrapped cells."""
+    console = rich_console()
+    if not console.is_terminal:
+        console.width = max(console.width, console.measure(table, options=console.options.update_width(1000)).maximum)
+    console.print(table)
 
 
 def print_trained(done: Any) -> None:
@@ -89,10 +97,7 @@ def print_compare(result: Any, as_json: bool = False) -> None:
         for r in result.rows:
             table.add_row(r.label, str(len(r.runs)), *[cell(r.differs[p]) for p in paths],
                           *[mean_std(r.metrics.get(c), 1 if c == "epochs" else 4) for c in result.columns])
-        console = rich_console()
-        if not console.is_terminal:  # piped or captured: one line per row, however wide, rather than wrapped cells
-            console.width = max(console.width, console.measure(table, options=console.options.update_width(1000)).maximum)
-        console.print(table)
+        _print_wide(table)
         if not paths and len(result.rows) > 1:
             echo("The resolved recipes are the same (apart from their names).")
     line = f"Wrote {', '.join(p.name for p in result.written)} in {result.written[0].parent}"
