@@ -3,7 +3,9 @@
 Everything ``train`` writes and ``evaluate``/``export``/``--resume`` read goes through here: history.csv,
 checkpoints/state.json and the best weights, atomic model saves, and safe-mode model loading. An ensemble
 keeps each member in ``members/<i>/`` and a cross-validation each fold in ``folds/<i>/``, each laid out as a
-run (see ``dlrecipe.train.ensemble`` and ``dlrecipe.train.crossval``). See docs/training.md.
+run (see ``dlrecipe.train.ensemble`` and ``dlrecipe.train.crossval``). A seed group (``train --seeds N``)
+keeps each seed's complete run in ``seed-<s>/`` beside seeds.json (``find_run_or_group``, ``group_runs``).
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ METRICS = "metrics.json"               # written by evaluate
 PLOTS = "plots"                        # curves, confusion matrix
 TENSORBOARD = "tensorboard"
 EXPORT = "export"                      # written by export
+SEEDS = "seeds.json"                   # a seed group's folder: its seeds, and which have finished
+SEED_PREFIX = "seed-"                  # a seed group's runs: seed-42/, seed-43/, ...
 
 # Keras callbacks that count across epochs, and the integer counters state.json keeps for them beside
 # their best monitored value (None before their first epoch), so that --resume goes on where the run
@@ -65,6 +69,11 @@ def find_run(path: Path, need: str = MODEL) -> Path:
     path = Path(path)
     if (path / RECIPE).is_file() and (path / need).exists():
         return path
+    if is_group(path):
+        seeds = group_runs(path)
+        example = seeds[0] if seeds else path / f"{SEED_PREFIX}<seed>"
+        raise RecipeError.one(str(path), f"This is a seed group (train --seeds): each seed is a run of its own. "
+                              f"Give one of its runs, e.g. {example}; `dlrecipe compare {path}` compares them.")
     if (path / RECIPE).is_file() and (path / "folds").is_dir():
         raise RecipeError.one(str(path), f"This is a cross-validation run: it estimates how well the recipe "
                               f"generalizes (cv.json) and has no {need}. Train the recipe with --set "
@@ -80,6 +89,60 @@ def find_run(path: Path, need: str = MODEL) -> Path:
     hint = "it does not exist" if not path.exists() else f"it holds no run with {need}"
     raise RecipeError.one(str(path), f"Not a run folder: {hint}. Expected a folder written by `dlrecipe train` "
                           "(runs/<name>/<timestamp>) or runs/<name> for its newest run.")
+
+
+def is_group(path: Path) -> bool:
+    """Whether ``path`` is the folder of a seed group (``train --seeds N``)."""
+    return (Path(path) / SEEDS).is_file()
+
+
+def group_runs(group: Path) -> list[Path]:
+    """The run folders of a seed group that have started (hold a recipe.yaml), in the order of their seeds.
+
+    Raises:
+        RecipeError: an unreadable seeds.json.
+    """
+    about = read_json(Path(group) / SEEDS)
+    seeds = about.get("seeds") if isinstance(about, dict) else None
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise RecipeError.one(str(Path(group) / SEEDS), "Expected an object whose 'seeds' is a list of whole "
+                              "numbers (written by `dlrecipe train --seeds N`); the group folder is damaged.")
+    return [d for d in (seed_dir(group, s) for s in seeds) if (d / RECIPE).is_file()]
+
+
+def seed_dir(group: Path, seed: int) -> Path:
+    """The run folder of ``seed`` in a seed group: ``<group>/seed-<seed>``."""
+    return Path(group) / f"{SEED_PREFIX}{seed}"
+
+
+def find_run_or_group(path: Path) -> tuple[str, Path]:
+    """``("run", folder)`` or ``("group", folder)``: ``path`` itself, or the newest of either inside ``runs/<name>``.
+
+    Raises:
+        RecipeError: ``path`` is neither and holds neither.
+    """
+    path = Path(path)
+    if is_group(path):
+        return "group", path
+    if (path / RECIPE).is_file():
+        return "run", path
+    if path.is_dir():
+        found = sorted((p for p in path.iterdir() if p.is_dir() and (is_group(p) or (p / RECIPE).is_file())),
+                       key=lambda p: p.name)
+        if found:
+            return ("group" if is_group(found[-1]) else "run"), found[-1]
+    hint = "it does not exist" if not path.exists() else "it holds no run folder and no seed group"
+    raise RecipeError.one(str(path), f"Not a run folder: {hint}. Expected a folder written by `dlrecipe train` "
+                          "(runs/<name>/<timestamp>, a seed group of `train --seeds N`), or runs/<name> for the "
+                          "newest one.")
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """``{"mean", "std", "n"}`` of the finite ``values`` (runs of a group); ``std`` is the sample standard
+    deviation (ddof 1), None for fewer than two values; ``mean`` is None when there is none."""
+    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = int(finite.size)
+    return {"mean": float(finite.mean()) if n else None, "std": float(finite.std(ddof=1)) if n > 1 else None, "n": n}
 
 
 def read_json(path: Path) -> Any:

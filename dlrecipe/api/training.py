@@ -29,8 +29,12 @@ class Trained:
 
 
 def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | None = None, evaluate: bool = False,
-          workers: int | None = None, argv: list[str] | None = None, allow_artifacts: bool = False) -> Trained:
+          workers: int | None = None, argv: list[str] | None = None, allow_artifacts: bool = False,
+          seeds: int | None = None) -> Trained:
     """Train ``recipe`` into ``<out>/<name>/<timestamp>/``, or continue the run ``resume``.
+
+    ``seeds`` N trains the recipe with seeds seed..seed+N-1 into ``<out>/<name>/<timestamp>/seed-<s>/``
+    (``train.seeds``); ``resume`` may be such a group, whose unfinished seeds are trained.
 
     ``evaluate`` is only checked here (a cross-validation has no model to evaluate): call ``evaluate`` after.
     Raises ``train.unit.TrainingStopped`` when training fails (NaN, Ctrl-C) after the run folder was made.
@@ -43,6 +47,14 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
         raise RecipeError.one("RECIPE", "Give a recipe to train, or --resume RUN to continue a run (not both).")
     allow(allow_artifacts)
     argv = list(argv or [])
+    from dlrecipe import runs
+    if resume is not None and runs.is_group(resume):
+        return _train_seeds(None, sets, out, resume, seeds, workers, argv)
+    if seeds is not None:
+        if resume is not None:
+            raise RecipeError.one("--seeds", f"--resume {resume} continues one run, which has one seed. Fix: leave "
+                                  "out --seeds (--resume of a seed group resumes each of its seeds).")
+        return _train_seeds(recipe, sets, out, None, seeds, workers, argv)
     if resume is None:
         loaded = load_recipe(recipe, sets)
     else:
@@ -61,6 +73,25 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
         return Trained(loaded, result.run_dir, group=result, model=result.model, dataset=result.dataset)
     return Trained(loaded, result.run_dir, result.history[-1] if result.history else {}, model=result.model,
                    dataset=result.dataset)
+
+
+def _train_seeds(recipe: Path | None, sets: list[str], out: Path, resume: Path | None, n: int | None,
+                 workers: int | None, argv: list[str]) -> Trained:
+    """``train --seeds N`` (a new group) or ``train --resume GROUP``."""
+    if resume is not None and n is not None:
+        raise RecipeError.one("--seeds", f"--resume {resume} resumes the seeds the group was started with. Fix: "
+                              "leave out --seeds.")
+    if resume is None:
+        loaded = load_recipe(recipe, sets)
+    else:
+        from dlrecipe.train.seeds import load_group
+        loaded = load_group(resume, sets)
+    from dlrecipe.train.seeds import check_request
+    check_request(loaded.recipe, n if resume is None else 1, workers)
+    import_keras_quietly()
+    from dlrecipe.train.seeds import train_seeds
+    result = in_recipe(loaded, train_seeds, loaded, out, argv, n=n, resume=resume, sets=sets)
+    return Trained(loaded, result.run_dir, group=result)
 
 
 def _train_workers(loaded: LoadedRecipe, recipe: Path | None, sets: list[str], out: Path, resume: Path | None,

@@ -9,9 +9,10 @@ from typing import Optional
 import typer
 
 from dlrecipe import console
-from dlrecipe.api import diagnose, recipes, run_folders, training
+from dlrecipe.api import diagnose, experiments, recipes, run_folders, training
 from dlrecipe.cli.app import ALLOW, OUT, RECIPE, RUN, SETS, app, handles_errors
 from dlrecipe.console.diagnose import print_verdict
+from dlrecipe.console.experiments import print_seed_evaluation, print_trained
 
 
 @app.command()
@@ -44,13 +45,18 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
           evaluate_after: bool = typer.Option(False, "--evaluate", help="Evaluate on the test split when done."),
           workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="Train in N local processes "
                                                 "(data parallel, KERAS_BACKEND=jax); batch_size stays the global "
-                                                "batch."), allow: bool = ALLOW) -> None:
-    """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run with --resume RUN)."""
+                                                "batch."), allow: bool = ALLOW,
+          seeds: Optional[int] = typer.Option(None, "--seeds", metavar="N", help="Train N runs with seeds seed.."
+                                              "seed+N-1 into runs/<name>/<timestamp>/seed-<s>/ and print mean ± std."),
+          ) -> None:
+    """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run, or a seed group, with --resume)."""
     done = training.train(recipe, sets, out, resume=resume, evaluate=evaluate_after, workers=workers, argv=sys.argv,
-                     allow_artifacts=allow)
-    console.print_trained(done)
+                          allow_artifacts=allow, seeds=seeds)
+    print_trained(done)
     print_verdict(diagnose.after_training(done.run_dir))
-    if evaluate_after and done.run_dir is not None:
+    if evaluate_after and getattr(done.group, "kind", None) == "seeds":
+        print_seed_evaluation(experiments.evaluate_seeds(done))
+    elif evaluate_after and done.run_dir is not None:
         console.print_evaluation(run_folders.evaluate(done.run_dir, model=done.model, dataset=done.dataset))
 
 

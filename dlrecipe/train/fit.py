@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import keras
 
@@ -23,7 +24,8 @@ from dlrecipe.train.workers import Process, shard
 
 
 def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | None = None,
-          verbose: int | str = "auto", process: "Process | None" = None, run_dir: Path | None = None) -> Result:
+          verbose: int | str = "auto", process: "Process | None" = None, run_dir: Path | None = None,
+          on_new_run: "Callable[[], None] | None" = None) -> Result:
     """Train ``loaded`` into a new run folder under ``out`` (or continue the run ``resume``).
 
     A recipe with ``train.ensemble`` > 1 or ``train.cross_validation`` > 1 trains several models in one
@@ -31,7 +33,8 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
 
     ``process``, when given, makes this one worker of a multi-process run (see ``workers``): it trains
     on its shard with ``batch_size / N`` examples per step, and only worker 0 writes the run folder
-    (``run_dir`` when the launcher chose it).
+    (``run_dir`` when the launcher chose it). ``on_new_run()``, when given, is called just before a new run
+    folder is created (a seed group writes its seeds.json there; see ``train.seeds``).
 
     Raises:
         RecipeError: bad input, before anything is written.
@@ -67,6 +70,8 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
 
     def start(model: keras.Model) -> None:
         if resume is None and chief:
+            if on_new_run is not None:
+                on_new_run()
             write_start(run_dir, ready, argv, process, xla=model.jit_compile)
         elif chief:
             write_recipe(run_dir, recipe)
