@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ def write_onnx(served: Served, path: Path) -> Path:
                               "those take the raw columns; ONNX has no string one-hot in the graph here.")
     spec = [tf.TensorSpec((None, *served.shape), tf.float32, name=INPUT_NAME)]
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # tf2onnx prints its progress
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # tf2onnx prints progress
+            warnings.simplefilter("ignore", FutureWarning)  # Keras's tf2onnx shim probes np.object
             portable_model(served.model).export(str(path), format="onnx", input_signature=spec, verbose=False)
     except RecipeError:
         raise
