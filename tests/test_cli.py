@@ -487,7 +487,7 @@ def test_evaluate_of_a_folder_that_is_not_a_run_fails_cleanly(cli, tmp_path):
 def test_export_serves_raw_uint8_in_plain_tensorflow_without_dlrecipe(cli, trained_run, tiny_npz, tmp_path):
     result = cli("export", trained_run)
     assert result.exit_code == 0, result.stderr
-    saved = trained_run / "export" / "saved_model"
+    saved = trained_run / "export" / "saved_model" / "1"  # TF Serving layout: the first version
     assert "verified" in result.stdout and saved.is_dir()
     from dlrecipe.runs import load_model
     expected = load_model(trained_run / "model.keras").predict(np.load(tiny_npz)["x_test"].astype("float32"), verbose=0)

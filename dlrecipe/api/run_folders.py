@@ -112,6 +112,6 @@ def export_run(run: Path, formats: list[str]):
                     include_preprocessing=recipe.export.include_preprocessing, class_names=class_names,
                     input_shape=tuple(meta["input_shape"]), input_dtype=meta["input_dtype"],
                     x_check=pipeline.first_examples(ds, 256), tabular=meta.get("tabular"),
-                    raw_check=getattr(ds, "raw_test", None))
+                    raw_check=getattr(ds, "raw_test", None), resize_images=recipe.data.image_size is not None)
     diffs = max_abs_diffs(run_dir / runs.EXPORT)  # {format: max abs difference}, as verification.json holds it
     return run_dir, result, diffs

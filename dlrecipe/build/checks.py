@@ -184,6 +184,12 @@ def monitor_problems(callbacks: list[Any], logged: list[str]) -> list[Problem]:
 PLANNED = "is planned but not in this version of dlrecipe"
 
 
+def missing_onnx() -> list[str]:
+    """The packages of the ``onnx`` extra (tf2onnx, onnxruntime) that are not installed."""
+    import importlib.util
+    return [name for name in ("onnx", "tf2onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+
+
 def feature_problems(recipe: Recipe) -> list[Problem]:
     """Options the format names that this version refuses, and combinations that cannot work."""
     out: list[Problem] = []
@@ -204,9 +210,9 @@ def feature_problems(recipe: Recipe) -> list[Problem]:
         if cb.get("type") == "ReduceLROnPlateau" and has_schedule:
             add(f"train.callbacks[{i}]", "ReduceLROnPlateau and a learning-rate schedule would both own the learning "
                 "rate. Keep one: a number in train.learning_rate with ReduceLROnPlateau, or the schedule alone.")
-    if "onnx" in x.formats:
-        add("export.formats", "Received: 'onnx'. ONNX export needs tf2onnx, which dlrecipe does not install; use "
-            "saved_model, keras or tflite.")
+    if "onnx" in x.formats and missing_onnx():
+        add("export.formats", f"Received: 'onnx', but {', '.join(missing_onnx())} is not installed. ONNX export "
+            "needs the onnx extra: run `pip install -e '.[onnx]'` (or use saved_model, keras or tflite).")
     backend = keras.backend.backend()
     if r.strategy == "multi_worker":
         add("runtime.strategy", "Received: strategy='multi_worker'. Keras 3's fit does not run under "

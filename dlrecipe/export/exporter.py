@@ -1,7 +1,8 @@
-"""Export a trained model (SavedModel, .keras, TFLite) and prove each export serves like the model.
+"""Export a trained model (SavedModel, .keras, TFLite, ONNX) and prove each export serves like the model.
 
-Under ``<run>/export/``: ``saved_model/`` (``saved_model.py``), ``model.keras`` (``keras_file.py``),
-``model.tflite`` (``tflite.py``) and ``verification.json`` (``verify.py``). Nothing is reported as
+Under ``<run>/export/``: ``saved_model/<version>/`` (``saved_model.py``), ``model.keras``
+(``keras_file.py``), ``model.tflite`` (``tflite.py``), ``model.onnx`` (``onnx_file.py``) and
+``verification.json`` (``verify.py``, one entry per format ever exported). Nothing is reported as
 exported before it is verified: every format is built in a hidden staging folder
 ``export/.staging-*``, reloaded the way a user would load it, run on the check examples and
 compared with the trained model. Only when every requested format passes are they moved into
@@ -21,32 +22,33 @@ import numpy as np
 from dlrecipe import runs
 from dlrecipe.errors import RecipeError, suggest
 from dlrecipe.export.keras_file import KERAS_FILE, run_keras, stage_keras
-from dlrecipe.export.saved_model import run_saved_model, write_saved_model
+from dlrecipe.export.onnx_file import ONNX_FILE, check_installed, run_onnx, write_onnx
+from dlrecipe.export.saved_model import ROOT, next_version, run_saved_model, write_metadata, write_saved_model
 from dlrecipe.export.served import CATEGORICAL, Served, make_served, predict, signature_inputs
 from dlrecipe.export.tflite import run_tflite, write_tflite
-from dlrecipe.export.verify import VERIFICATION, compare, verification
+from dlrecipe.export.verify import VERIFICATION, compare, merged, verification
 from dlrecipe.io import write_json
 
 SAVED_MODEL = "saved_model"
 KERAS = "keras"
 TFLITE = "tflite"
 ONNX = "onnx"
-SUPPORTED = (SAVED_MODEL, KERAS, TFLITE)
-KNOWN = SUPPORTED + (ONNX,)
-TARGETS = {SAVED_MODEL: "saved_model", KERAS: KERAS_FILE, TFLITE: "model.tflite"}
+SUPPORTED = (SAVED_MODEL, KERAS, TFLITE, ONNX)
+KNOWN = SUPPORTED
+FILES = {KERAS: KERAS_FILE, TFLITE: "model.tflite", ONNX: ONNX_FILE}
 
 
 def export(run_dir: Path, model, *, formats: list[str], include_preprocessing: bool, class_names: list[str] | None,
            input_shape, input_dtype: str, x_check: np.ndarray, task: str | None = None,
-           tabular: dict | None = None, raw_check: dict | None = None) -> dict[str, Path]:
+           tabular: dict | None = None, raw_check: dict | None = None, resize_images: bool = False) -> dict[str, Path]:
     """Export ``model`` in each format under ``run_dir/export/``, verified before it is reported.
 
     Args:
         run_dir: the run folder (its ``model.keras`` is copied for ``keras``).
         model: the trained Keras model: raw examples as float32 in, class
             probabilities (or regression values) out.
-        formats: any of ``saved_model``, ``keras``, ``tflite`` (``onnx`` is
-            refused: it needs tf2onnx, which dlrecipe does not install).
+        formats: any of ``saved_model``, ``keras``, ``tflite``, ``onnx`` (the
+            last needs the ``onnx`` extra).
         include_preprocessing: False serves the model without its leading
             ``preprocessing_*`` layers, on preprocessed float32 inputs.
         class_names: class names in label order (classification), or None.
@@ -60,6 +62,8 @@ def export(run_dir: Path, model, *, formats: list[str], include_preprocessing: b
             SavedModel (and TFLite) signature takes raw columns and encodes them.
         raw_check: a csv run's raw test columns (``x_check`` are their encoding);
             probe rows with missing values and unseen categories are added.
+        resize_images: the run resizes images to ``input_shape`` (``data.image_size``); recorded
+            for ``dlrecipe predict`` in the SavedModel's ``assets.extra/dlrecipe.json``.
 
     Returns:
         ``{format: path}`` in the order of ``formats``; the largest absolute
@@ -84,14 +88,21 @@ def export(run_dir: Path, model, *, formats: list[str], include_preprocessing: b
         served = replace(served, tabular=tabular, raw_inputs=raw_inputs)
     export_dir = Path(run_dir) / runs.EXPORT
     export_dir.mkdir(parents=True, exist_ok=True)
+    targets = {**FILES, SAVED_MODEL: f"{ROOT}/{next_version(export_dir / ROOT)}"}
+    report = verification(served, task, class_names, include_preprocessing, {})
+    meta = {"task": task, "class_names": report.get("class_names") or (
+        [str(c) for c in class_names] if class_names is not None else None),
+        "signature": report["signature"], "resize_images": bool(resize_images)}
     staging = Path(tempfile.mkdtemp(dir=export_dir, prefix=".staging-"))
     try:
         staged, diffs = _build_all(Path(run_dir), staging, served, formats, task, class_names, expected,
-                                   include_preprocessing)
-        paths = {fmt: _move_into_place(staged[fmt], export_dir / TARGETS[fmt]) for fmt in formats}
+                                   include_preprocessing, meta)
+        paths = {fmt: _place(staged[fmt], export_dir, targets[fmt]) for fmt in formats}
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json(export_dir / VERIFICATION, verification(served, task, class_names, include_preprocessing, diffs))
+    report = verification(served, task, class_names, include_preprocessing, diffs)
+    write_json(export_dir / VERIFICATION, merged(export_dir / VERIFICATION, report,
+                                                 {fmt: targets[fmt] for fmt in formats}))
     return paths
 
 
@@ -102,7 +113,7 @@ def check_formats(formats) -> list[str]:
     """The requested formats, deduplicated in order.
 
     Raises:
-        RecipeError: at ``export.formats`` for an empty list, an unknown name or ``onnx``.
+        RecipeError: at ``export.formats`` for an empty list, an unknown name, or ``onnx`` without its extra.
     """
     if isinstance(formats, str):
         formats = [formats]
@@ -112,10 +123,7 @@ def check_formats(formats) -> list[str]:
                               "e.g. formats: [saved_model].")
     for fmt in formats:
         if fmt == ONNX:
-            raise RecipeError.one("export.formats", "Received: onnx. ONNX export needs tf2onnx, which dlrecipe does "
-                                  "not install. Expected one of saved_model, keras, tflite; use saved_model (or "
-                                  "convert the exported SavedModel yourself with `python -m tf2onnx.convert "
-                                  "--saved-model <run>/export/saved_model`).")
+            check_installed()
         if fmt not in SUPPORTED:
             raise RecipeError.one("export.formats", f"Received: {fmt!r}. Expected one of {list(SUPPORTED)}."
                                   + suggest(str(fmt), KNOWN))
@@ -168,12 +176,14 @@ def _check_inputs(x_check, input_shape, input_dtype: str) -> np.ndarray:
 
 
 def _build_all(run_dir: Path, staging: Path, served: Served, formats: list[str], task: str, class_names,
-               expected: np.ndarray, include_preprocessing: bool) -> tuple[dict[str, Path], dict[str, float]]:
+               expected: np.ndarray, include_preprocessing: bool, meta: dict
+               ) -> tuple[dict[str, Path], dict[str, float]]:
     staged: dict[str, Path] = {}
     diffs: dict[str, float] = {}
-    saved_model = staging / TARGETS[SAVED_MODEL]
+    saved_model = staging / SAVED_MODEL
     if SAVED_MODEL in formats or TFLITE in formats:
         write_saved_model(served, saved_model, task=task, class_names=class_names)
+        write_metadata(saved_model, meta)
         staged[SAVED_MODEL] = saved_model
         if SAVED_MODEL in formats:
             outputs = run_saved_model(saved_model, signature_inputs(served))
@@ -183,13 +193,30 @@ def _build_all(run_dir: Path, staging: Path, served: Served, formats: list[str],
         outputs = run_keras(staged[KERAS], served.check_inputs, task)
         diffs[KERAS] = compare(KERAS, outputs, expected, task=task, class_names=class_names)
     if TFLITE in formats:
-        staged[TFLITE] = write_tflite(saved_model, staging / TARGETS[TFLITE])
+        staged[TFLITE] = write_tflite(saved_model, staging / FILES[TFLITE])
         outputs = run_tflite(staged[TFLITE], signature_inputs(served))
         diffs[TFLITE] = compare(TFLITE, outputs, expected, task=task, class_names=class_names)
+    if ONNX in formats:
+        staged[ONNX] = write_onnx(served, staging / FILES[ONNX])
+        outputs = run_onnx(staged[ONNX], served.check_inputs, task)
+        diffs[ONNX] = compare(ONNX, outputs, expected, task=task, class_names=class_names)
     return staged, diffs
 
 
 # --------------------------------------------------------------------------- files
+
+
+def _place(source: Path, export_dir: Path, target: str) -> Path:
+    """Move a staged export to ``export_dir/target``; a SavedModel of the old flat layout is replaced."""
+    root = export_dir / ROOT
+    if target.startswith(f"{ROOT}/") and (root / "saved_model.pb").is_file():  # before versions: replace it
+        holder = source.parent / f".{ROOT}-versions"
+        (holder / Path(target).name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, holder / Path(target).name)
+        _move_into_place(holder, root)
+        return export_dir / target
+    (export_dir / target).parent.mkdir(parents=True, exist_ok=True)
+    return _move_into_place(source, export_dir / target)
 
 
 def _move_into_place(source: Path, target: Path) -> Path:

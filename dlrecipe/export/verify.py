@@ -2,7 +2,8 @@
 
 An export passes when its outputs are within ``TOLERANCE`` (max abs difference) of
 ``model.predict`` on the check examples and it predicts the same class. ``verification.json``
-holds, per format, the largest absolute difference, with the signature that was checked.
+holds, per format, the largest absolute difference and the path (``formats``), with the signature
+that was checked last; exporting one format keeps the entries of the others.
 """
 
 from __future__ import annotations
@@ -106,6 +107,25 @@ def verification(served: Served, task: str, class_names, include_preprocessing: 
             "outputs": outputs,
         },
     }
+
+
+def merged(path: Path, report: dict, paths: dict[str, str]) -> dict:
+    """``report`` with the per-format entries of the ``verification.json`` at ``path`` kept (if readable).
+
+    ``paths``: ``{format: path under export/}`` of the formats just exported; their entries are replaced.
+    """
+    try:
+        previous = runs.read_json(path) if Path(path).is_file() else {}
+    except RecipeError:
+        previous = {}  # a damaged file: start again with what was just verified
+    if not isinstance(previous, dict):
+        previous = {}
+    old_diffs = previous.get("max_abs_diff") if isinstance(previous.get("max_abs_diff"), dict) else {}
+    old_formats = previous.get("formats") if isinstance(previous.get("formats"), dict) else {}
+    diffs = {**old_diffs, **report["max_abs_diff"]}
+    formats = {**old_formats, **{fmt: {"path": paths[fmt], "max_abs_diff": report["max_abs_diff"][fmt]}
+                                 for fmt in paths}}
+    return {**report, "max_abs_diff": diffs, "formats": formats}
 
 
 def max_abs_diffs(export_dir: Path) -> dict[str, float]:

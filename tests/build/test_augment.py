@@ -250,7 +250,7 @@ def test_pca_model_serves_raw_inputs_like_the_trained_model(cli, write_recipe, t
     assert result.exit_code == 0, result.stderr
     x = np.load(tmp_path / "tiny.npz")["x_test"]  # raw uint8 images
     want = load_model(run).predict(x.astype(np.float32), verbose=0)
-    serve = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(run / "export" / "saved_model" / "1")).signatures["serving_default"]
     assert serve.structured_input_signature[1]["inputs"].shape.as_list() == [None, 8, 8, 1]
     got = serve(inputs=tf.constant(x))["probabilities"].numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)

@@ -114,7 +114,7 @@ def test_csv_with_missing_values_and_a_category_trains_evaluates_and_serves_raw_
     encoded = np.array([by_hand(spec, r) for r in raw], dtype=np.float32)
     assert encoded[4, 1:4].tolist() == [0.0, 0.0, 0.0]
     expected = load_model(run / "model.keras").predict(encoded, verbose=0)
-    serve = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(run / "export" / "saved_model" / "1")).signatures["serving_default"]
     got = serve(size=tf.constant([r["size"] for r in raw], tf.float32),
                 body_colour=tf.constant([r["body colour"] for r in raw]),
                 weight=tf.constant([r["weight"] for r in raw], tf.float32))

@@ -106,7 +106,7 @@ def test_image_dir_trains_evaluates_and_exports_with_statistics_fitted_by_stream
     result = cli("export", run)
     assert result.exit_code == 0, result.stderr
     import tensorflow as tf
-    served = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_default"]
+    served = tf.saved_model.load(str(run / "export" / "saved_model" / "1")).signatures["serving_default"]
     out_probs = served(inputs=tf.constant(x_test))["probabilities"].numpy()
     np.testing.assert_allclose(out_probs, model.predict(x_test.astype(np.float32), verbose=0), atol=1e-5)
 

@@ -158,14 +158,15 @@ def exported(run):
 
 def test_export_writes_verified_formats(run, exported):
     export_dir = run["dir"] / "export"
-    assert exported == {"saved_model": export_dir / "saved_model", "keras": export_dir / "model.keras",
-                        "tflite": export_dir / "model.tflite"}
+    assert exported == {"saved_model": export_dir / "saved_model" / "1", "keras": export_dir / "model.keras",
+                        "tflite": export_dir / "model.tflite"}  # TF Serving's layout: saved_model/<version>/
     report = strict_json(export_dir / "verification.json")
     assert set(report["max_abs_diff"]) == {"saved_model", "keras", "tflite"}
     assert all(d <= 1e-4 for d in report["max_abs_diff"].values())
     assert report["signature"]["input"] == {"name": "inputs", "shape": [None, 8, 8, 1], "dtype": "uint8"}
     assert not [p.name for p in export_dir.iterdir() if p.name.startswith(".")]  # no staging left
-    assert (export_dir / "model.keras").read_bytes() == (run["dir"] / "model.keras").read_bytes()
+    from dlrecipe.export.portable import foreign_objects
+    assert foreign_objects(export_dir / "model.keras") == []  # standard Keras only, no optimizer
 
 
 def test_saved_model_serves_raw_uint8(run, exported):
@@ -212,8 +213,10 @@ def test_keras_export_loads_in_safe_mode(run, exported):
                                run["model"].predict(run["x"][:5].astype("float32"), verbose=0), atol=1e-6)
 
 
-def test_onnx_and_unknown_formats_are_refused(run):
-    with pytest.raises(RecipeError, match="tf2onnx") as e:
+def test_onnx_without_its_extra_and_unknown_formats_are_refused(run, monkeypatch):
+    from dlrecipe.export import onnx_file
+    monkeypatch.setattr(onnx_file, "NEEDS", ("onnx", "tf2onnx_not_installed"))
+    with pytest.raises(RecipeError, match=r"pip install -e '\.\[onnx\]'") as e:
         export_tiny(run, ["saved_model", "onnx"])
     assert e.value.problems[0].path == "export.formats"
     with pytest.raises(RecipeError, match="Did you mean 'tflite'"):
@@ -260,6 +263,7 @@ def test_failed_verification_keeps_the_previous_export(run, exported, monkeypatc
         export_tiny(run, ["saved_model"])
     assert marker.read_bytes() == before
     assert not [p.name for p in (run["dir"] / "export").iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in (run["dir"] / "export" / "saved_model").iterdir()) == ["1"]  # no version 2
 
 
 def test_regression_evaluate_and_export(tmp_path):

@@ -95,7 +95,7 @@ def test_segmentation_trains_evaluates_iou_and_exports_class_ids_per_pixel(cli, 
     assert result.exit_code == 0, result.stderr
     assert "verified" in result.stdout
     import tensorflow as tf
-    serve = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(run / "export" / "saved_model" / "1")).signatures["serving_default"]
     served = serve(inputs=tf.constant(data["x_test"]))  # raw uint8 in
     assert served["class_id"].shape == (16, 8, 8)
     np.testing.assert_array_equal(served["class_id"].numpy(), predicted)

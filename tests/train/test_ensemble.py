@@ -53,7 +53,7 @@ def test_ensemble_members_have_their_seeds_and_evaluate_and_export_serve_the_ave
     result = cli("export", run, "--format", "saved_model", "--format", "keras")
     assert result.exit_code == 0, result.stderr
     import tensorflow as tf
-    serve = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(run / "export" / "saved_model" / "1")).signatures["serving_default"]
     served = serve(inputs=tf.constant(x))["probabilities"].numpy()
     np.testing.assert_allclose(served, mean, atol=1e-5)
     np.testing.assert_allclose(_predict(run / "export" / "model.keras", x), mean, atol=1e-6)

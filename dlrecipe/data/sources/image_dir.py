@@ -60,7 +60,7 @@ def _listing(folder: Path, where: str) -> tuple[list[str], list[Path], np.ndarra
     return classes, files, np.asarray(labels, dtype=np.int64)
 
 
-def _header(path: Path, where: str) -> tuple[tuple[int, int], str]:
+def read_header(path: Path, where: str) -> tuple[tuple[int, int], str]:
     """((height, width), PIL mode) of an image, reading its header only."""
     from PIL import Image, UnidentifiedImageError
     try:
@@ -77,7 +77,7 @@ def _header(path: Path, where: str) -> tuple[tuple[int, int], str]:
 
 
 def _shape_and_mode(cfg, first: Path, where: str) -> tuple[tuple[int, int, int], str]:
-    size, mode = _header(first, where)
+    size, mode = read_header(first, where)
     color = cfg.color_mode or _mode_of(mode)
     hw = tuple(cfg.image_size) if cfg.image_size else size
     return (hw[0], hw[1], CHANNELS[color]), color
@@ -129,7 +129,7 @@ def _test_listing(cfg, classes: list[str]) -> tuple[list[Path], np.ndarray]:
 def _check_headers(files: list[Path], shape: tuple[int, int, int], resize: bool, where: str) -> None:
     """Every file is a readable image of a supported format; without resize, of the first image's size."""
     for path in files:
-        size, _ = _header(path, where)
+        size, _ = read_header(path, where)
         if not resize and size != shape[:2]:
             raise RecipeError.one(where, f"Received: {path}, an image of {size[0]}x{size[1]} pixels (height x "
                                   f"width), but the first image is {shape[0]}x{shape[1]}. Expected images of one "

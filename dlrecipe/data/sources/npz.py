@@ -23,7 +23,7 @@ from dlrecipe.recipe.schema import DataConfig
 from dlrecipe.tasks import segmentation
 
 
-class _Npz:
+class NpzFile:
     """An .npz file read member by member, headers without data, never unpickling.
 
     Args:
@@ -116,7 +116,7 @@ def _npz_path(cfg: DataConfig) -> Path:
     return Path(cfg.path)
 
 
-def _missing_key(cfg: DataConfig, npz: _Npz, role: str, default: str) -> RecipeError:
+def _missing_key(cfg: DataConfig, npz: NpzFile, role: str, default: str) -> RecipeError:
     name = _key_name(cfg, role)
     fix = (f"Fix: set data.keys.{role} to one of {npz.keys}, or save the array under {name!r}."
            if cfg.keys and role in cfg.keys else
@@ -130,14 +130,14 @@ def _missing_key(cfg: DataConfig, npz: _Npz, role: str, default: str) -> RecipeE
 class _Pair:
     """Where a split's x and y live in an .npz."""
 
-    npz: _Npz
+    npz: NpzFile
     x_key: str
     y_key: str
     x_where: str
     y_where: str
 
 
-def _train_pair(cfg: DataConfig, npz: _Npz) -> _Pair:
+def _train_pair(cfg: DataConfig, npz: NpzFile) -> _Pair:
     for role in ("x_train", "y_train"):
         if _key_name(cfg, role) not in npz:
             raise _missing_key(cfg, npz, role, npz.where)
@@ -145,7 +145,7 @@ def _train_pair(cfg: DataConfig, npz: _Npz) -> _Pair:
                  _key_where(cfg, "x_train", npz.where), _key_where(cfg, "y_train", npz.where))
 
 
-def _test_pair_in(cfg: DataConfig, npz: _Npz) -> _Pair | None:
+def _test_pair_in(cfg: DataConfig, npz: NpzFile) -> _Pair | None:
     """The x_test/y_test pair of the main file, ``None`` when it has neither."""
     has = {role: _key_name(cfg, role) in npz for role in ("x_test", "y_test")}
     for role in ("x_test", "y_test"):
@@ -157,7 +157,7 @@ def _test_pair_in(cfg: DataConfig, npz: _Npz) -> _Pair | None:
                  _key_where(cfg, "x_test", npz.where), _key_where(cfg, "y_test", npz.where))
 
 
-def _test_pair_from(cfg: DataConfig, npz: _Npz) -> _Pair:
+def _test_pair_from(cfg: DataConfig, npz: NpzFile) -> _Pair:
     """The test split of a ``test_path`` file: its x_test/y_test, else its x_train/y_train."""
     for a, b in (("x_test", "y_test"), ("x_train", "y_train")):
         xa, yb = _key_name(cfg, a), _key_name(cfg, b)
@@ -196,7 +196,7 @@ def _check_test_shape(train: tuple[int, ...], test: tuple[int, ...], pair: _Pair
                               "same shape per example. Fix: resize or reshape the test data like the training data.")
 
 
-def _class_names_array(npz: _Npz) -> np.ndarray | None:
+def _class_names_array(npz: NpzFile) -> np.ndarray | None:
     return npz.array("class_names") if "class_names" in npz else None
 
 
@@ -217,8 +217,8 @@ class _NpzPlan:
 
 def _plan_npz(cfg: DataConfig) -> _NpzPlan:
     path = _npz_path(cfg)
-    main = _Npz(path, "data.path")
-    other: _Npz | None = None
+    main = NpzFile(path, "data.path")
+    other: NpzFile | None = None
     try:
         train = _train_pair(cfg, main)
         x_shape, x_dtype, _ = _pair_shapes(train, "training")
@@ -228,7 +228,7 @@ def _plan_npz(cfg: DataConfig) -> _NpzPlan:
                 raise RecipeError.one("data.test_path", f"Received: test_path={cfg.test_path!r}, but {path} has its "
                                       f"own test split ({test.x_key!r}, {test.y_key!r}). Expected one test split. "
                                       "Fix: remove test_path, or save the main file without x_test/y_test.")
-            other = _Npz(Path(cfg.test_path), "data.test_path")
+            other = NpzFile(Path(cfg.test_path), "data.test_path")
             test = _test_pair_from(cfg, other)
         if test is not None:
             test_shape, _, _ = _pair_shapes(test, "test")
