@@ -9,6 +9,7 @@ from dlrecipe import console
 # Importing a command module registers its commands; --help lists them in this order.
 from dlrecipe.cli import run  # noqa: F401  isort: skip
 from dlrecipe.cli import inspect  # noqa: F401  isort: skip
+from dlrecipe.cli import tools  # noqa: F401  isort: skip
 from dlrecipe.cli.app import app
 
 __all__ = ["app", "main"]
