@@ -26,17 +26,21 @@ class Trained:
     workers: int | None = None
     model: Any = None            # the trained model and its data, for evaluate() without reading them again
     dataset: Any = None
+    evaluation: Any = None       # train(..., evaluate=True, mlflow=True) evaluates inside the MLflow run
 
 
 def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | None = None, evaluate: bool = False,
           workers: int | None = None, argv: list[str] | None = None, allow_artifacts: bool = False,
-          seeds: int | None = None) -> Trained:
+          seeds: int | None = None, mlflow: bool = False, verbose: int | str = "auto") -> Trained:
     """Train ``recipe`` into ``<out>/<name>/<timestamp>/``, or continue the run ``resume``.
 
     ``seeds`` N trains the recipe with seeds seed..seed+N-1 into ``<out>/<name>/<timestamp>/seed-<s>/``
     (``train.seeds``); ``resume`` may be such a group, whose unfinished seeds are trained.
 
-    ``evaluate`` is only checked here (a cross-validation has no model to evaluate): call ``evaluate`` after.
+    ``evaluate`` is only checked here (a cross-validation has no model to evaluate): call ``evaluate`` after,
+    unless ``mlflow``, where the evaluation is done here, logged, and kept in ``Trained.evaluation``.
+    ``mlflow`` logs the run to MLflow (``train.tracking``); ``verbose`` is Keras's, or ``"line"`` (one line
+    per epoch).
     Raises ``train.unit.TrainingStopped`` when training fails (NaN, Ctrl-C) after the run folder was made.
 
     Example:
@@ -49,12 +53,14 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
     argv = list(argv or [])
     from dlrecipe import runs
     if resume is not None and runs.is_group(resume):
-        return _train_seeds(None, sets, out, resume, seeds, workers, argv)
+        return _train_seeds(None, sets, out, resume, seeds, workers, argv, verbose)
+    if seeds is not None and mlflow:
+        raise RecipeError.one("--mlflow", "--mlflow logs one run; --seeds trains several. Leave out one of them.")
     if seeds is not None:
         if resume is not None:
             raise RecipeError.one("--seeds", f"--resume {resume} continues one run, which has one seed. Fix: leave "
                                   "out --seeds (--resume of a seed group resumes each of its seeds).")
-        return _train_seeds(recipe, sets, out, None, seeds, workers, argv)
+        return _train_seeds(recipe, sets, out, None, seeds, workers, argv, verbose)
     if resume is None:
         loaded = load_recipe(recipe, sets)
     else:
@@ -65,10 +71,29 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
         raise RecipeError.one("--evaluate", "A cross-validation run has no model to evaluate: it reports each "
                               "fold's validation metrics (cv.json). Leave out --evaluate.")
     if workers is not None:
+        if mlflow:
+            raise RecipeError.one("--mlflow", "--mlflow logs a run trained in this process; --workers trains in "
+                                  "several. Leave out one of them.")
         return _train_workers(loaded, recipe, sets, out, resume, workers)
     import_keras_quietly()
     from dlrecipe.train.fit import train as run_train
-    result = in_recipe(loaded, run_train, loaded, out, argv, resume=resume)
+    if mlflow:
+        from dlrecipe.train import tracking
+        tracking.require()
+        with tracking.tracked_run(loaded, out) as tracked:
+            result = in_recipe(loaded, run_train, loaded, out, argv, resume=resume, verbose=verbose,
+                               callbacks=tracked.callbacks)
+            tracked.folder = result.run_dir
+            done = _trained(loaded, result)
+            if evaluate:  # inside the MLflow run: the test metrics and the plots are logged with it
+                from dlrecipe.api.run_folders import evaluate_run
+                done.evaluation = evaluate_run(done.run_dir, model=done.model, dataset=done.dataset)
+                tracking.log_test_metrics(done.evaluation[1])
+        return done
+    return _trained(loaded, in_recipe(loaded, run_train, loaded, out, argv, resume=resume, verbose=verbose))
+
+
+def _trained(loaded: LoadedRecipe, result: Any) -> Trained:
     if hasattr(result, "kind"):  # an ensemble or a cross-validation
         return Trained(loaded, result.run_dir, group=result, model=result.model, dataset=result.dataset)
     return Trained(loaded, result.run_dir, result.history[-1] if result.history else {}, model=result.model,
@@ -76,7 +101,7 @@ def train(recipe: Path | None, sets: list[str], out: Path, *, resume: Path | Non
 
 
 def _train_seeds(recipe: Path | None, sets: list[str], out: Path, resume: Path | None, n: int | None,
-                 workers: int | None, argv: list[str]) -> Trained:
+                 workers: int | None, argv: list[str], verbose: int | str = "auto") -> Trained:
     """``train --seeds N`` (a new group) or ``train --resume GROUP``."""
     if resume is not None and n is not None:
         raise RecipeError.one("--seeds", f"--resume {resume} resumes the seeds the group was started with. Fix: "
@@ -90,7 +115,7 @@ def _train_seeds(recipe: Path | None, sets: list[str], out: Path, resume: Path |
     check_request(loaded.recipe, n if resume is None else 1, workers)
     import_keras_quietly()
     from dlrecipe.train.seeds import train_seeds
-    result = in_recipe(loaded, train_seeds, loaded, out, argv, n=n, resume=resume, sets=sets)
+    result = in_recipe(loaded, train_seeds, loaded, out, argv, n=n, resume=resume, sets=sets, verbose=verbose)
     return Trained(loaded, result.run_dir, group=result)
 
 
@@ -136,8 +161,11 @@ def _echo(line: str) -> None:
 
 
 def tune(recipe: Path, sets: list[str], out: Path, *, max_trials: int | None = None, max_time: str | None = None,
-         workers: int = 0, overwrite: bool = False, console: Any = None, allow_artifacts: bool = False):
+         workers: int = 0, overwrite: bool = False, console: Any = None, allow_artifacts: bool = False,
+         mlflow: bool = False):
     """Search the recipe's search spaces with KerasTuner in ``<out>/<name>/tune/`` (resumes a stopped search).
+
+    ``mlflow``: the search is an MLflow run, each trial a nested run (also in ``workers`` processes).
 
     Raises ``tune.launch.SearchFailed`` when the search's processes fail.
 
@@ -151,8 +179,16 @@ def tune(recipe: Path, sets: list[str], out: Path, *, max_trials: int | None = N
     loaded = load_recipe(recipe, sets)
     import_keras_quietly()
     from dlrecipe.tune.tuner import tune as run_tune
-    return in_recipe(loaded, run_tune, loaded, out, max_trials=max_trials, overwrite=overwrite, max_time=seconds,
-                      workers=workers, console=console)
+    if not mlflow:
+        return in_recipe(loaded, run_tune, loaded, out, max_trials=max_trials, overwrite=overwrite, max_time=seconds,
+                         workers=workers, console=console)
+    from dlrecipe.train import tracking
+    tracking.require()
+    with tracking.tracked_run(loaded, out, search=True) as tracked:
+        result = in_recipe(loaded, run_tune, loaded, out, max_trials=max_trials, overwrite=overwrite,
+                           max_time=seconds, workers=workers, console=console, on_checked=tracked.start)
+        tracked.folder = result.folder
+    return result
 
 
 def retrain_best(result: Any, out: Path, argv: list[str]):

@@ -325,7 +325,7 @@ def optimizer(value: Any, learning_rate: Any, path: str = "train.optimizer") -> 
     """The optimizer, with ``learning_rate`` (a number or a schedule object) when given."""
     table = _classes(keras.optimizers, keras.optimizers.Optimizer)
     if isinstance(value, str):
-        lowered = {n.lower(): n for n in table if n not in ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")}
+        lowered = optimizer_names()
         name = lowered.get(value.lower().replace("_", ""))
         if name is None:
             raise recipe_error(path, f"Unknown optimizer '{value}'.{suggest(value.lower(), lowered)} Known: "
@@ -344,9 +344,7 @@ def optimizer(value: Any, learning_rate: Any, path: str = "train.optimizer") -> 
 
 def keras_schedule(value: dict[str, Any], path: str = "train.learning_rate") -> Any:
     kind, args = split_type(value, path)
-    table = dict(_classes(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule))
-    table.pop("LearningRateSchedule", None)
-    cls = _by_name(kind, table, path, "Keras learning-rate schedule (or use 'schedule:' for dlrecipe's)")
+    cls = _by_name(kind, schedule_classes(), path, "Keras learning-rate schedule (or use 'schedule:' for dlrecipe's)")
     return construct(cls, args, path)
 
 
@@ -354,7 +352,27 @@ def callback(value: dict[str, Any], path: str) -> keras.callbacks.Callback:
     kind, args = split_type(value, path)
     if kind in MANAGED_CALLBACKS:
         raise recipe_error(join_path(path, "type"), f"{kind} is not available in a recipe: {MANAGED_CALLBACKS[kind]}.")
-    table = {n: c for n, c in _classes(keras.callbacks, keras.callbacks.Callback).items()
-             if n not in MANAGED_CALLBACKS and n not in ("Callback", "CallbackList")}
-    cls = _by_name(kind, table, path, "callback")
+    cls = _by_name(kind, callback_classes(), path, "callback")
     return construct(cls, args, path)
+
+
+# --- the names a recipe may use (also the enums of `dlrecipe schema`) -------------------------------------
+
+
+def optimizer_names() -> dict[str, str]:
+    """Lower-case optimizer names (``adam``, ``sgd``) to their Keras class names."""
+    return {n.lower(): n for n in _classes(keras.optimizers, keras.optimizers.Optimizer)
+            if n not in ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")}
+
+
+def schedule_classes() -> dict[str, type]:
+    """Keras's learning-rate schedules by class name (``train.learning_rate: {type: ...}``)."""
+    table = dict(_classes(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule))
+    table.pop("LearningRateSchedule", None)
+    return table
+
+
+def callback_classes() -> dict[str, type]:
+    """The Keras callbacks a recipe may name (``train.callbacks``): all but those dlrecipe manages."""
+    return {n: c for n, c in _classes(keras.callbacks, keras.callbacks.Callback).items()
+            if n not in MANAGED_CALLBACKS and n not in ("Callback", "CallbackList")}

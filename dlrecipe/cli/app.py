@@ -20,6 +20,9 @@ RUN = typer.Argument(..., metavar="RUN", help="A run folder, or runs/<name> for 
 SETS = typer.Option([], "--set", help="Override a recipe value: --set train.epochs=5 --set model.layers[0].filters=64.",
                     metavar="PATH=VALUE")
 OUT = typer.Option(Path("runs"), "--out", help="Folder that holds the run folders.")
+MLFLOW = typer.Option(False, "--mlflow", help="Log params, metrics per epoch and the run folder to MLflow "
+                      "(MLFLOW_TRACKING_URI, else <out>/mlflow.db). Needs pip install -e '.[mlflow]'.")
+QUIET = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line (no progress, no tables).")
 ALLOW = typer.Option(False, "--allow-artifacts", help="Let the recipe load files it names as Keras artifacts "
                      "(TFSMLayer, file vocabularies): outside code. See docs/security.md.")
 
@@ -42,3 +45,19 @@ def handles_errors(fn: Callable) -> Callable:
             console.err(f"{e.prefix}{e}")
             raise typer.Exit(e.exit_code) from None
     return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            typer.echo(f"dlrecipe {version('dlrecipe')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("dlrecipe (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                               help="Print dlrecipe's version and exit.")) -> None:
+    """One YAML recipe in: a trained, tuned, evaluated and exported Keras model out."""

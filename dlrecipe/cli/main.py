@@ -13,6 +13,7 @@ from dlrecipe.cli import diagnose  # noqa: F401  isort: skip
 from dlrecipe.cli import understand  # noqa: F401  isort: skip
 from dlrecipe.cli import experiments  # noqa: F401  isort: skip
 from dlrecipe.cli import use  # noqa: F401  isort: skip
+from dlrecipe.cli import tools  # noqa: F401  isort: skip
 from dlrecipe.cli.app import app
 
 __all__ = ["app", "main"]

@@ -10,9 +10,10 @@ import typer
 
 from dlrecipe import console
 from dlrecipe.api import diagnose, experiments, recipes, run_folders, training
-from dlrecipe.cli.app import ALLOW, OUT, RECIPE, RUN, SETS, app, handles_errors
+from dlrecipe.cli.app import ALLOW, MLFLOW, OUT, QUIET, RECIPE, RUN, SETS, app, handles_errors
 from dlrecipe.console.diagnose import print_verdict
 from dlrecipe.console.experiments import print_seed_evaluation, print_trained
+from dlrecipe.console.habits import fit_verbosity, quiet
 
 
 @app.command()
@@ -48,32 +49,37 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
                                                 "batch."), allow: bool = ALLOW,
           seeds: Optional[int] = typer.Option(None, "--seeds", metavar="N", help="Train N runs with seeds seed.."
                                               "seed+N-1 into runs/<name>/<timestamp>/seed-<s>/ and print mean ± std."),
-          ) -> None:
+          mlflow: bool = MLFLOW, quiet_: bool = QUIET) -> None:
     """Train RECIPE into runs/<name>/<timestamp>/ (or continue a run, or a seed group, with --resume)."""
-    done = training.train(recipe, sets, out, resume=resume, evaluate=evaluate_after, workers=workers, argv=sys.argv,
-                          allow_artifacts=allow, seeds=seeds)
-    print_trained(done)
-    print_verdict(diagnose.after_training(done.run_dir))
-    if evaluate_after and getattr(done.group, "kind", None) == "seeds":
-        print_seed_evaluation(experiments.evaluate_seeds(done))
-    elif evaluate_after and done.run_dir is not None:
-        console.print_evaluation(run_folders.evaluate(done.run_dir, model=done.model, dataset=done.dataset))
+    with quiet(quiet_):
+        done = training.train(recipe, sets, out, resume=resume, evaluate=evaluate_after, workers=workers,
+                              argv=sys.argv, allow_artifacts=allow, seeds=seeds, mlflow=mlflow,
+                              verbose=fit_verbosity(quiet_))
+        print_trained(done)
+        print_verdict(diagnose.after_training(done.run_dir))
+        if evaluate_after and getattr(done.group, "kind", None) == "seeds":
+            print_seed_evaluation(experiments.evaluate_seeds(done))
+        elif evaluate_after and done.run_dir is not None:
+            console.print_evaluation(done.evaluation or run_folders.evaluate(done.run_dir, model=done.model,
+                                                                             dataset=done.dataset))
 
 
 @app.command()
 @handles_errors
-def evaluate(run: Path = RUN) -> None:
+def evaluate(run: Path = RUN, quiet_: bool = QUIET) -> None:
     """Evaluate RUN on its test split: loss, every metric, per-class report, confusion matrix, plots."""
-    console.print_evaluation(run_folders.evaluate(run))
+    with quiet(quiet_):
+        console.print_evaluation(run_folders.evaluate(run))
 
 
 @app.command()
 @handles_errors
 def export(run: Path = RUN,
            formats: list[str] = typer.Option([], "--format", help="saved_model, keras or tflite; default: the "
-                                             "recipe's export.formats.")) -> None:
+                                             "recipe's export.formats."), quiet_: bool = QUIET) -> None:
     """Export RUN for serving (SavedModel by default), reload it and check it against the trained model."""
-    console.print_exported(run_folders.export(run, formats))
+    with quiet(quiet_):
+        console.print_exported(run_folders.export(run, formats))
 
 
 @app.command()
@@ -88,14 +94,17 @@ def tune(recipe: Path = typer.Argument(..., metavar="RECIPE", help="The recipe Y
                                      "(oracle) process on this machine; 0: all in this process."),
          retrain_best: bool = typer.Option(False, "--retrain-best", help="Then train best.yaml on training + "
                                            "validation data into a run folder."),
-         overwrite: bool = typer.Option(False, "--overwrite", help="Start the search afresh."), allow: bool = ALLOW) -> None:
+         overwrite: bool = typer.Option(False, "--overwrite", help="Start the search afresh."), allow: bool = ALLOW,
+         mlflow: bool = MLFLOW, quiet_: bool = QUIET) -> None:
     """Search RECIPE's search spaces with KerasTuner in <out>/<name>/tune/.
 
     Prints a line per trial and a table; writes trials.csv, objective.png and best.yaml. Running the same
     command again resumes the search; finished trials are not run again.
     """
-    result = training.tune(recipe, sets, out, max_trials=max_trials, max_time=max_time, workers=workers,
-                      overwrite=overwrite, console=console.rich_console(), allow_artifacts=allow)
-    console.print_tuned(result)
-    if retrain_best and result.rows:
-        console.print_retrained(result, training.retrain_best(result, out, sys.argv))
+    with quiet(quiet_):
+        result = training.tune(recipe, sets, out, max_trials=max_trials, max_time=max_time, workers=workers,
+                               overwrite=overwrite, console=None if quiet_ else console.rich_console(),
+                               allow_artifacts=allow, mlflow=mlflow)
+        console.print_tuned(result)
+        if retrain_best and result.rows:
+            console.print_retrained(result, training.retrain_best(result, out, sys.argv))

@@ -16,9 +16,10 @@ def print_summary(metrics: dict, console) -> None:
     """
     from rich.table import Table
 
+    # Names fold rather than end in "…"; numbers never wrap (80 columns fit both tables).
     overall = Table(title=f"Test metrics ({metrics.get('n_test', '?')} examples)")
-    overall.add_column("metric")
-    overall.add_column("value", justify="right")
+    overall.add_column("metric", overflow="fold")
+    overall.add_column("value", justify="right", no_wrap=True, min_width=6)
     scalars = {k: v for k, v in metrics.items() if k not in ("task", "n_test") and _is_scalar(v)}
     for name in sorted(scalars, key=lambda k: (_FIRST.index(k) if k in _FIRST else len(_FIRST), k)):
         overall.add_row(name, _format(scalars[name]))
@@ -28,7 +29,10 @@ def print_summary(metrics: dict, console) -> None:
         iou = all("iou" in row for row in per_class.values())  # segmentation: pixels, with IoU
         table = Table(title="Per class" + (" (pixels)" if iou else ""))
         for column in ("class", "precision", "recall", "F1", *(["IoU"] if iou else []), "support"):
-            table.add_column(column, justify="left" if column == "class" else "right")
+            if column == "class":
+                table.add_column(column, overflow="fold")
+            else:
+                table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
         for name, row in per_class.items():
             table.add_row(str(name), _format(row["precision"]), _format(row["recall"]), _format(row["f1"]),
                           *([_format(row["iou"])] if iou else []), str(row["support"]))

@@ -25,7 +25,7 @@ from dlrecipe.train.workers import Process, shard
 
 def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | None = None,
           verbose: int | str = "auto", process: "Process | None" = None, run_dir: Path | None = None,
-          on_new_run: "Callable[[], None] | None" = None) -> Result:
+          on_new_run: "Callable[[], None] | None" = None, callbacks: tuple = ()) -> Result:
     """Train ``loaded`` into a new run folder under ``out`` (or continue the run ``resume``).
 
     A recipe with ``train.ensemble`` > 1 or ``train.cross_validation`` > 1 trains several models in one
@@ -34,7 +34,9 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
     ``process``, when given, makes this one worker of a multi-process run (see ``workers``): it trains
     on its shard with ``batch_size / N`` examples per step, and only worker 0 writes the run folder
     (``run_dir`` when the launcher chose it). ``on_new_run()``, when given, is called just before a new run
-    folder is created (a seed group writes its seeds.json there; see ``train.seeds``).
+    folder is created (a seed group writes its seeds.json there; see ``train.seeds``). ``callbacks`` are
+    added to every model's fit (``train.tracking``); ``verbose`` is Keras's or ``"line"`` (one line per
+    epoch, see ``unit.fit_unit``).
 
     Raises:
         RecipeError: bad input, before anything is written.
@@ -52,7 +54,7 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
                                   "An ensemble or a cross-validation trains its models one after another in one "
                                   "process; --workers trains one model. Fix: leave out --workers, or set "
                                   "train.ensemble: 1 and train.cross_validation: 0.")
-        return train_group(loaded, out, argv, resume=resume, verbose=verbose)
+        return train_group(loaded, out, argv, resume=resume, verbose=verbose, callbacks=callbacks)
     chief = process is None or process.chief
 
     def check_workers(recipe, dataset) -> None:
@@ -78,7 +80,8 @@ def train(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | No
 
     unit = Unit(run_dir, recipe.seed, dataset, ready.stats, batch_size=batch, chief=chief)
     model, rows = fit_unit(recipe, ready.runtime, ready.info, unit, run_dir=run_dir, resume=resume is not None,
-                           on_start=start, verbose=verbose, resume_rate=loaded.resume_rate)
+                           on_start=start, verbose=verbose, resume_rate=loaded.resume_rate,
+                           extra_callbacks=callbacks)
     return Result(run_dir, rows, model, dataset)
 
 

@@ -42,7 +42,7 @@ class GroupResult(Result):
 
 
 def train_group(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Path | None = None,
-                verbose: int | str = "auto") -> GroupResult:
+                verbose: int | str = "auto", callbacks: tuple = ()) -> GroupResult:
     """Train every member of an ensemble, or every fold of a cross-validation, into one run folder.
 
     Raises:
@@ -50,10 +50,11 @@ def train_group(loaded: LoadedRecipe, out: Path, argv: list[str], *, resume: Pat
         TrainingStopped: a member (fold) was interrupted or diverged; ``--resume`` continues it.
     """
     with quiet_retracing():
-        return _train_group(loaded, out, argv, resume, verbose)
+        return _train_group(loaded, out, argv, resume, verbose, callbacks)
 
 
-def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path | None, verbose) -> GroupResult:
+def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path | None, verbose,
+                 callbacks: tuple = ()) -> GroupResult:
     recipe = loaded.recipe
     cv = recipe.train.cross_validation > 1
     data_cfg = recipe.data.model_copy(update={"validation_split": 0.0}) if cv else recipe.data
@@ -111,7 +112,7 @@ def _train_group(loaded: LoadedRecipe, out: Path, argv: list[str], resume: Path 
         marked = runs.read_json(info_path) if resumable and info_path.is_file() else {}
         model, history = fit_unit(recipe, ready.runtime, info, unit, run_dir=run_dir, resume=resumable,
                                   on_start=start_unit, verbose=verbose, resume_rate=loaded.resume_rate,
-                                  done_ok=marked.get("finished") is False)
+                                  done_ok=marked.get("finished") is False, extra_callbacks=callbacks)
         done = {**about, "finished": True, "epochs": epochs, "trained_epochs": history[-1]["epoch"] if history else 0}
         if cv:
             done["metrics"] = crossval.validation_metrics(model, unit, recipe, info)

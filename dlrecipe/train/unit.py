@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ class Unit:
 
 
 def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_start, verbose: int | str = "auto",
-             resume_rate: float | None = None, done_ok: bool = False) -> tuple[keras.Model, list[dict[str, Any]]]:
+             resume_rate: float | None = None, done_ok: bool = False,
+             extra_callbacks: tuple = ()) -> tuple[keras.Model, list[dict[str, Any]]]:
     """Build (or restore from ``unit.work_dir``'s checkpoint) and fit one model; save its model.keras.
 
     ``recipe`` is finalized (loss and metrics written in). ``on_start(model)`` is called once the model is
@@ -77,6 +79,8 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     fold, whose group records "finished" only after this returns): a resumed unit that is done (all
     epochs, or stopped by EarlyStopping) and saved its model.keras returns that model instead of
     being refused.
+    ``verbose`` is Keras's, or ``"line"``: one line per epoch (``EpochLine``), for a pipe or a log file.
+    ``extra_callbacks`` run after dlrecipe's own (e.g. MLflow's, ``train.tracking``).
 
     Returns:
         The fitted model and its history rows.
@@ -116,7 +120,10 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
     on_start(model)
     watcher = _Watcher(unit.work_dir, prior, unit.chief, tracked=built.callbacks, states=states)
-    callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN()]
+    callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN(), *extra_callbacks]
+    if verbose == "line":  # stdout is not a terminal: one plain line per epoch instead of the progress bar
+        verbose = 0
+        callbacks.append(EpochLine(recipe.train.epochs, unit.label))
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(unit.work_dir / runs.TENSORBOARD), write_graph=False,
                                                      profile_batch=0))
@@ -238,3 +245,21 @@ class _Watcher(keras.callbacks.Callback):
             # finished (resume saves the model from the checkpoint when none is there)
             (self.run_dir / runs.MODEL).unlink(missing_ok=True)
         self.last_epoch = epoch + 1
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One plain line per finished epoch (no progress bar, no escape codes): for a pipe or a log file."""
+
+    def __init__(self, epochs: int, label: str = ""):
+        super().__init__()
+        self.epochs, self.label = epochs, f" ({label})" if label else ""
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = " - ".join(f"{k}: {float(v):.4g}" for k, v in (logs or {}).items()
+                           if np.ndim(v) == 0 and k != "learning_rate")
+        print(f"Epoch {epoch + 1}/{self.epochs}{self.label} - {time.perf_counter() - self._started:.1f}s - {shown}",
+              flush=True)

@@ -39,6 +39,7 @@ class RecipeHyperModel(kt.HyperModel):
         self.record: dict[str, Any] = {}
         self.status: Callable[[str], None] | None = None
         self.stopper = _RaiseOnSigint()  # flagged by Ctrl-C while ``search`` runs (see ``search``)
+        self.tracking = None  # train.tracking.TrialRuns under tune --mlflow: a nested MLflow run per trial
         self._data: dict[str, tuple] = {}
 
     def trial_recipe(self, hp: kt.HyperParameters) -> LoadedRecipe:
@@ -54,12 +55,19 @@ class RecipeHyperModel(kt.HyperModel):
             self._data[key] = (ds, pipeline.fit_stats(recipe.data, ds))
         return self._data[key]
 
-    def begin_trial(self, trial_dir: str, trial_id: str) -> None:
+    def begin_trial(self, trial_dir: str, trial_id: str, hp: kt.HyperParameters | None = None) -> None:
         """Start the trial's record (its worker and pid: a launcher finds a dead worker's trial by them)."""
         self.record_path = Path(trial_dir) / TRIAL_RECORD
         self.record = {"trial": trial_id, "worker": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"),
                        "pid": os.getpid(), "epochs": 0, "seconds": 0.0}
         write_json(self.record_path, self.record)
+        if self.tracking is not None and hp is not None:
+            self.tracking.begin(trial_id, self.trial_recipe(hp.copy()))
+
+    def end_trial(self, status: str, score: Any) -> None:
+        """End the trial's MLflow run, if any."""
+        if self.tracking is not None:
+            self.tracking.end(status, score)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model | None:
         self.stopper.check()
@@ -92,6 +100,8 @@ class RecipeHyperModel(kt.HyperModel):
         epochs = kwargs.pop("epochs", recipe.train.epochs)
         if self.status is not None:
             callbacks.append(_EpochStatus(self.status, epochs))
+        if self.tracking is not None:
+            callbacks += self.tracking.callbacks()
         started = time.perf_counter()
         inputs = pipeline.fit_inputs(ds, finalize(recipe, ds.info.task, ds.info.n_classes), ds.info.n_classes)
         self.stopper.check()

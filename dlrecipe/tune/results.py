@@ -247,14 +247,31 @@ def plot_objective(rows: list[dict[str, Any]], name: str, direction: str, path: 
     return True
 
 
+def short_header(key: str) -> str:
+    """A column title for a space's path that wraps at its parts: ``model.layers[0].filters`` -> ``[0] filters``."""
+    for prefix in ("model.layers", "model.", "train.", "data."):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    return key.replace(".", " ").strip()
+
+
 def print_trials(rows: list[dict[str, Any]], console) -> None:
-    """The rows of ``trial_rows`` as a table on ``console``."""
+    """The rows of ``trial_rows`` as a table on ``console``, readable at 80 columns.
+
+    Values never wrap nor get cut (each column is at least as wide as its widest value); titles wrap at the
+    parts of a space's path, and trials.csv keeps the full paths.
+    """
+    from rich import box
     from rich.table import Table
     if not rows:
         return
-    table = Table(title="Trials")
-    for key in rows[0]:
-        table.add_column(str(key))
-    for row in rows:
-        table.add_row(*["" if v is None else _fmt(v) for v in row.values()])
+    cells = [["" if v is None else _fmt(v) for v in row.values()] for row in rows]
+    table = Table(title="Trials", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
+    for i, key in enumerate(rows[0]):
+        width = max(len(c[i]) for c in cells)
+        table.add_column(short_header(str(key)), min_width=width, overflow="fold",
+                         justify="left" if key in ("trial", "status", "worker") else "right")
+    for row in cells:
+        table.add_row(*row)
     console.print(table)

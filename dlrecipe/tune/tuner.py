@@ -90,8 +90,12 @@ class RecipeTuner(kt.Tuner):
     """KerasTuner's Tuner, giving the hypermodel each trial's folder for its record of epochs and time."""
 
     def on_trial_begin(self, trial):
-        self.hypermodel.begin_trial(self.get_trial_dir(trial.trial_id), trial.trial_id)
+        self.hypermodel.begin_trial(self.get_trial_dir(trial.trial_id), trial.trial_id, trial.hyperparameters)
         return super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self.hypermodel.end_trial(str(trial.status), trial.score)
 
 
 class RecipeHyperband(RecipeTuner, kt.Hyperband):
@@ -164,6 +168,9 @@ def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_ti
     hypermodel = RecipeHyperModel(loaded, spaces_only=this_role == "chief")
     rt = make_runtime(recipe.runtime)
     hypermodel.runtime = rt
+    if this_role != "chief":  # under tune --mlflow: the search's run id and store are in the environment
+        from dlrecipe.train.tracking import TrialRuns
+        hypermodel.tracking = TrialRuns.from_env()
     # KerasTuner clears the session before each trial, which would leave a strategy scope entered here
     # unbalanced: it enters the strategy itself around each build and fit.
     with contextlib.nullcontext() if rt.strategy is not None else rt.scope:
@@ -193,7 +200,8 @@ def search(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_ti
 
 
 def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, overwrite: bool = False,
-         max_time: float | None = None, workers: int = 0, console=None) -> TuneResult:
+         max_time: float | None = None, workers: int = 0, console=None,
+         on_checked: Callable[[], None] | None = None) -> TuneResult:
     """Run (or resume, or extend) the search; write trials.csv, objective.png and best.yaml.
 
     Args:
@@ -204,6 +212,7 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
         max_time: seconds after which no new trial starts.
         workers: 0 runs the search in this process; N starts a chief and N worker processes.
         console: a rich console for progress and the table, or None.
+        on_checked: called once the recipe is checked, before anything is written (``tune --mlflow``).
 
     Raises:
         RecipeError: bad recipe, no search spaces, or an objective that training does not log.
@@ -222,6 +231,8 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
     # Build the recipe at its defaults first: every error is reported before anything is written.
     with make_runtime(recipe.runtime).scope:
         RecipeHyperModel(loaded).build(kt.HyperParameters())
+    if on_checked is not None:
+        on_checked()
     if overwrite:
         for name in (PROJECT, "logs"):
             shutil.rmtree(folder / name, ignore_errors=True)
