@@ -23,7 +23,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from dlrecipe.errors import RecipeError
 from dlrecipe.recipe.loader import LoadedRecipe
 
 FEW_STEPS = 40  # below this, one epoch gives a coarse curve: a note suggests --steps

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_MODEL, only_run, recipe_dict, tiny_arrays, write_yaml
+from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
 from typer.testing import CliRunner
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
