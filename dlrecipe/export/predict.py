@@ -144,15 +144,18 @@ def classification_rows(names: list[str], out: dict, top_k: int, class_names) ->
     p = np.asarray(out["probabilities"], dtype=np.float64).reshape(len(names), -1)
     if p.shape[1] == 1:  # one sigmoid unit: class 1 has p, class 0 has 1 - p
         p = np.concatenate([1.0 - p, p], axis=1)
-    first = np.asarray(out["class_id"]).reshape(-1)
-    rows = []
-    for name, probs, top in zip(names, p, first):
-        order = [int(top)] + [int(i) for i in np.argsort(-probs, kind="stable") if i != top][:top_k - 1]
-        row = [name]
-        for i in order:
-            row += [class_names[i] if class_names else str(i), f"{probs[i]:.6g}"]
-        rows.append(row)
-    return rows
+    first = np.asarray(out["class_id"]).reshape(-1).astype(np.int64)
+    rows = np.arange(len(names))
+    if top_k > 1:
+        ranked = p.copy()
+        ranked[rows, first] = np.inf  # the served class first, whatever a tie would pick
+        order = np.argsort(-ranked, axis=1, kind="stable")[:, :top_k]
+    else:
+        order = first[:, None]
+    labels = np.asarray(class_names if class_names else [str(i) for i in range(p.shape[1])], dtype=object)[order]
+    probs = p[rows[:, None], order]
+    return [[name, *(v for pair in zip(label, (f"{q:.6g}" for q in prob)) for v in pair)]
+            for name, label, prob in zip(names, labels, probs)]
 
 
 def _mask_png(ids: np.ndarray) -> bytes:
@@ -166,7 +169,7 @@ def _mask_png(ids: np.ndarray) -> bytes:
 
 @dataclass
 class Written:
-    """What ``write_predictions`` wrote: the CSV, the masks folder (segmentation), rows and seconds predicting."""
+    """What ``write_predictions`` wrote: the CSV, the masks folder (segmentation), rows, and the loop's seconds."""
 
     out: Path
     masks: Path | None
@@ -176,41 +179,62 @@ class Written:
 
 def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_k: int, batch: int,
                       progress: Callable[[int, int], None] | None = None) -> Written:
-    """Predict every source in batches of ``batch``, streaming rows to ``out`` (atomic), masks beside it."""
+    """Predict every source in batches of ``batch``, streaming rows to ``out`` (atomic), masks beside it.
+
+    The model runs one batch ahead in a thread (TensorFlow releases the GIL), so writing the rows of
+    one batch overlaps computing the next.
+    """
     import csv
+    from concurrent.futures import ThreadPoolExecutor
 
     task, class_names = opened.meta["task"], opened.meta.get("class_names")
-    total, done, seconds = sum(len(s.names) for s in sources), 0, 0.0
+    key = "predictions" if task not in CATEGORICAL else "probabilities"
+    total, state = sum(len(s.names) for s in sources), {"done": 0, "seconds": 0.0, "header": False}
     masks = out.parent / f"{out.stem}_masks" if task == "segmentation" else None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}_masks.")) if masks else None
+
+    def timed(x):
+        t0 = time.perf_counter()
+        result = opened.call(x)
+        return result, time.perf_counter() - t0
+    began = time.perf_counter()
+
     try:
-        with atomic_path(out, ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer, written_header = csv.writer(f, lineterminator="\n"), False
+        with atomic_path(out, ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f, \
+                ThreadPoolExecutor(1) as pool:
+            writer = csv.writer(f, lineterminator="\n")
+
+            def write(source: Batches, start: int, future) -> int:
+                result, seconds = future.result()
+                n = len(result[key])
+                if not state["header"]:
+                    width = int(np.prod(result[key].shape[1:])) if task not in CATEGORICAL else 0
+                    writer.writerow(header(task, top_k, width))
+                    state["header"] = True
+                writer.writerows(_rows(task, source.names[start:start + n], result, top_k, class_names, staging,
+                                       state["done"], masks))
+                state["done"] += n
+                if progress is not None:
+                    progress(state["done"], total)
+                return start + n
+
             for source in sources:
-                start = 0
+                start, pending = 0, None
                 for x in source.batches(batch):
-                    t0 = time.perf_counter()
-                    result = opened.call(x)
-                    seconds += time.perf_counter() - t0
-                    key = "predictions" if task not in CATEGORICAL else "probabilities"
-                    n = len(result[key])
-                    names = source.names[start:start + n]
-                    if not written_header:
-                        width = int(np.prod(result[key].shape[1:])) if task not in CATEGORICAL else 0
-                        writer.writerow(header(task, top_k, width))
-                        written_header = True
-                    writer.writerows(_rows(task, names, result, top_k, class_names, staging, done, masks))
-                    start += n
-                    done += n
-                    if progress is not None:
-                        progress(done, total)
+                    future = pool.submit(timed, x)
+                    if pending is not None:
+                        start = write(source, start, pending)
+                    pending = future
+                if pending is not None:
+                    write(source, start, pending)
+        state["seconds"] = time.perf_counter() - began  # the streaming loop's wall time (decoding included)
         if staging is not None:
             _replace_folder(staging, masks)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    return Written(out, masks, done, seconds)
+    return Written(out, masks, state["done"], state["seconds"])
 
 
 def _rows(task, names, result, top_k, class_names, staging, offset, masks) -> list[list[str]]:
