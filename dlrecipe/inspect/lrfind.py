@@ -218,8 +218,9 @@ def lr_find(loaded: LoadedRecipe, start: float = 1e-7, end: float = 10.0, steps:
     if steps is None and total < FEW_STEPS:
         notes.append(f"One epoch is only {total} steps: a coarse curve. --steps 100 gives a finer one (over "
                      "several epochs).")
-    if sweep.stopped == "end" and steps is None and end < 10:
-        notes.append("The loss did not diverge before --end; a larger --end shows where it does.")
+    if sweep.stopped == "end":
+        notes.append(f"The loss did not diverge up to {rates[len(losses) - 1]:.3g}; a larger --end shows where it "
+                     "does (the estimates stand).")
     if original.callbacks or getattr(original.learning_rate, "schedule", None) or isinstance(
             original.learning_rate, dict):
         notes.append("The recipe's schedule and callbacks were left out: the test sets the rate of every step.")
