@@ -426,6 +426,7 @@ def test_nan_loss_stops_training_and_says_so(cli, write_recipe, tmp_path):
     assert all(math.isfinite(v) for row in history(run) for v in row.values()) if (run / "history.csv").exists() else True
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_real_process_leaves_a_resumable_run(write_recipe, tmp_path):
     recipe = write_recipe(train={"epochs": 500, "batch_size": 8})
     out = tmp_path / "runs"
@@ -570,6 +571,7 @@ def test_help_and_structural_validation_do_not_import_tensorflow(tmp_path):
     assert "--resume" in proc.stdout and proc.stdout.strip().endswith("CLEAN")
 
 
+@pytest.mark.slow
 def test_the_same_recipe_with_blocks_and_a_schedule_trains_under_the_jax_backend(write_recipe, tmp_path):
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     out = tmp_path / "runs"
@@ -607,6 +609,7 @@ def _data_override(path: Path, fashion_idx: Path) -> list[str]:
     return ["--set", f"data.path={fashion_idx}"] if source == "fashion_mnist" else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_shipped_recipe_validates_and_trains_a_short_epoch(cli, path, fashion_idx, tmp_path):
     override = _data_override(path, fashion_idx)

@@ -61,6 +61,7 @@ def test_quiet_prints_only_the_final_line(cli, tiny, tmp_path):
     assert bad.exit_code == 2 and bad.stdout == "" and "missing.yaml" in bad.stderr
 
 
+@pytest.mark.slow
 def test_tune_and_evaluate_tables_fit_80_columns(tiny, tmp_path):
     data = recipe_dict(tiny / "tiny.npz", name="a_rather_long_recipe_name", tune={"max_trials": 2},
                        train={"epochs": 1, "learning_rate": {"float": [1.0e-4, 1.0e-1], "sampling": "log"},

@@ -56,7 +56,8 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
                               argv=sys.argv, allow_artifacts=allow, seeds=seeds, mlflow=mlflow,
                               verbose=fit_verbosity(quiet_))
         print_trained(done)
-        print_verdict(diagnose.after_training(done.run_dir))
+        if not quiet_:  # --quiet: only the final line (the run folder)
+            print_verdict(diagnose.after_training(done.run_dir))
         if evaluate_after and getattr(done.group, "kind", None) == "seeds":
             print_seed_evaluation(experiments.evaluate_seeds(done))
         elif evaluate_after and done.run_dir is not None:

@@ -321,6 +321,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_on_jax_the_geometric_layers_are_jitted_and_give_the_same_images_as_eagerly():
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     from dlrecipe.layers.jit import JAX_JIT_OK
@@ -334,6 +335,7 @@ def test_on_jax_the_geometric_layers_are_jitted_and_give_the_same_images_as_eage
     assert found["elastic"]["supports_jit"] is False  # its blur kernel has a data-dependent size: not under XLA
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Model doesn't support")  # Keras's own note, when train falls back
 def test_validate_names_each_augmentation_that_turns_jit_compile_off(cli, write_recipe, tmp_path):
     augment_ = [{"type": "RandomFlip"}, {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1},
@@ -365,6 +367,7 @@ def test_validate_names_each_augmentation_that_turns_jit_compile_off(cli, write_
     assert "warning: runtime.jit_compile" not in cli("validate", recipe).stderr
 
 
+@pytest.mark.slow
 def test_a_jax_run_with_translations_trains_and_reloads_jitted(write_recipe, tmp_path):
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     out = tmp_path / "runs"

@@ -94,6 +94,7 @@ def test_spaces_and_extends_are_accepted(validator, tmp_path):
     assert errors(validator, {"model": fragment["model"]})  # without extends, data and layers are required
 
 
+@pytest.mark.slow
 def test_schema_command_prints_or_writes(tmp_path):
     import subprocess
     import sys

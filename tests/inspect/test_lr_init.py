@@ -288,6 +288,7 @@ def test_init_small_collapses_the_signal_and_init_glorot_keeps_it_spread(cli, tm
     assert first < 1e-4 < [r for r in glorot["layers"] if r["activation"] == "tanh"][0]["grad_norm"]
 
 
+@pytest.mark.slow
 def test_inspect_init_under_jax_gives_the_same_activations_and_gradients(write_recipe, tmp_path):
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     recipe = write_recipe(model={"layers": PROBE_LAYERS})

@@ -68,6 +68,7 @@ def test_bad_input_with_mlflow_writes_no_store(cli, tiny_npz, tmp_path):
     assert not (out / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_tune_mlflow_nests_a_run_per_trial(cli, tiny_npz, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "runs"

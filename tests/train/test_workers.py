@@ -54,6 +54,7 @@ def test_workers_that_cannot_share_the_batch_evenly_are_refused_with_the_fix(cli
 # --- several processes on loopback ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_recipe_the_workers_refuse_is_reported_once_and_leaves_nothing(write_recipe, tmp_path):
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     out = tmp_path / "runs"
@@ -67,6 +68,7 @@ def test_a_recipe_the_workers_refuse_is_reported_once_and_leaves_nothing(write_r
     assert not out.exists()  # not even the workers' logs
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_run_a_killed_worker_is_reported_and_the_run_resumes(write_recipe, tmp_path):
     pytest.importorskip("jax", reason="jax is installed by the test extras: pip install -e '.[test]'")
     out = tmp_path / "runs"
@@ -133,6 +135,7 @@ def test_two_workers_train_one_run_a_killed_worker_is_reported_and_the_run_resum
 # --- one process, several replicas; precision and compilation -----------------------------------------
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_trains_two_replicas_in_mixed_float16(write_recipe, tmp_path):
     out = tmp_path / "runs"
     recipe = write_recipe(runtime={"strategy": "mirrored", "mixed_precision": "mixed_float16",
@@ -163,12 +166,13 @@ def test_mirrored_trains_a_validation_split_smaller_than_a_batch_that_two_replic
     assert "val_accuracy" in history(only_run(out))[0]
 
 
-def test_mirrored_refuses_a_batch_size_the_replicas_cannot_share(cli, write_recipe, tmp_path, monkeypatch):
-    monkeypatch.setenv("DLRECIPE_LOGICAL_CPUS", "2")
+def test_mirrored_refuses_a_batch_size_the_replicas_cannot_share(write_recipe, tmp_path):
     out = tmp_path / "runs"
-    result = cli("train", write_recipe(runtime={"strategy": "mirrored"}, train={"batch_size": 15}), "--out", out)
-    assert result.exit_code == 2
-    assert "error: train.batch_size" in result.stderr and "--set train.batch_size=16" in result.stderr
+    recipe = write_recipe(runtime={"strategy": "mirrored"}, train={"batch_size": 15})
+    proc = subprocess.run([DLRECIPE, "train", str(recipe), "--out", str(out)], capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "DLRECIPE_LOGICAL_CPUS": "2"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: train.batch_size" in proc.stderr and "--set train.batch_size=16" in proc.stderr
     assert not out.exists()
 
 

@@ -39,6 +39,7 @@ def progress_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("Trial ")]
 
 
+@pytest.mark.slow
 def test_max_time_progress_plot_extend_and_retrain_best(cli, write_recipe, tmp_path):
     from PIL import Image
     recipe, out = tune_recipe(write_recipe, max_trials=2), tmp_path / "runs"
@@ -96,6 +97,7 @@ def test_bad_max_time_and_workers_inside_a_distributed_role_fail_cleanly(cli, wr
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_every_trial_keeps_the_strategy_precision_and_scaled_rate_of_runtime(write_recipe, tmp_path):
     # KerasTuner clears the Keras session before each trial (which resets the dtype policy and would unbalance
     # a strategy scope entered around the search): each trial must still train as `runtime:` says.
@@ -147,6 +149,7 @@ def _running_record(folder: Path, trial: str | None = None):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_a_search_killed_with_sigkill_mid_trial_resumes_without_repeating_a_trial(sig, write_recipe, tmp_path):
     recipe, out = tune_recipe(write_recipe, max_trials=2, epochs=3), tmp_path / "runs"
@@ -173,6 +176,7 @@ def test_a_search_killed_with_sigkill_mid_trial_resumes_without_repeating_a_tria
     assert sorted(trial_files(folder)) == ["trial_0", "trial_1"] and first.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_workers_share_the_trials_and_a_killed_worker_is_reported_and_its_trial_rerun(write_recipe, tmp_path):
     recipe, out = tune_recipe(write_recipe, max_trials=2), tmp_path / "runs"
     folder = out / "tiny" / "tune"
