@@ -104,6 +104,7 @@ EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$", re.M)
 BAR_DONE = re.compile(r"(\d+)/(\d+) ━+ (\d+)s\b")
 ACCURACY = re.compile(r"^Test accuracy: ([0-9.]+)\s*$", re.M)
 FIT = re.compile(r"^BENCH_FIT_SECONDS: ([0-9.]+)\s*$", re.M)
+LINE = re.compile(r"^Epoch \d+/\d+ - ([0-9.]+)s - ", re.M)  # dlrecipe's one line per epoch in a pipe
 
 
 def make_recipe(variant: str, epochs: int, subset: int | None, folder: Path) -> Path:
@@ -138,8 +139,14 @@ def make_recipe(variant: str, epochs: int, subset: int | None, folder: Path) -> 
 
 
 def epoch_seconds(stdout: str) -> list[int]:
-    """Keras's elapsed time at the end of each training epoch (whole seconds), from the progress bar."""
+    """Keras's elapsed time at the end of each training epoch (whole seconds), from the progress bar.
+
+    dlrecipe writes one line per epoch when its output is a pipe (``Epoch 1/3 - 4.2s - ...``): read those.
+    """
     text = ANSI.sub("", stdout).replace("\b", "\n").replace("\r", "\n")
+    lines = LINE.findall(text)
+    if lines:
+        return [round(float(s)) for s in lines]
     marks = list(EPOCH.finditer(text))  # Keras prints "Epoch e/E" only when E > 1
     starts = [m.end() for m in marks] or [0]
     ends = [m.start() for m in marks[1:]] + [len(text)]
