@@ -11,17 +11,18 @@ from dlrecipe.recipe.loader import load_recipe
 
 
 
-def evaluate(run: Path, model: Any = None, dataset: Any = None):
+def evaluate(run: Path, model: Any = None, dataset: Any = None, *, tta: bool = False, mc_dropout: int | None = None):
     """Evaluate the run on its test split: ``(run_dir, metrics, written files)``.
 
     ``model`` and ``dataset``, when given (``train --evaluate``), are the ones training just used.
+    ``tta`` / ``mc_dropout`` add test-time averaging (``evaluate.tta``): ``metrics["tta"]``, ...
 
     Example:
         >>> run_dir, metrics, written = evaluate(Path("runs/quickstart"))
         >>> metrics["accuracy"]
     """
     import_keras_quietly()
-    return evaluate_run(run, model=model, dataset=dataset)
+    return evaluate_run(run, model=model, dataset=dataset, tta=tta, mc_dropout=mc_dropout)
 
 
 def export(run: Path, formats: list[str]):
@@ -54,7 +55,7 @@ def _no_test_split(run_dir: Path) -> RecipeError:
                            "the recipe sets neither data.test_split nor data.test_path. Add one and train again.")
 
 
-def evaluate_run(run: Path, model=None, dataset=None):
+def evaluate_run(run: Path, model=None, dataset=None, tta: bool = False, mc_dropout: int | None = None):
     """Evaluate a run on its test split; writes metrics.json and plots. Returns (run_dir, metrics, paths).
 
     ``model`` and ``dataset``, when given (``train --evaluate``), are the ones training just used,
@@ -73,12 +74,19 @@ def evaluate_run(run: Path, model=None, dataset=None):
         ds = dataset
         if not pipeline.has_test(ds):
             raise _no_test_split(run_dir)
+    averaging = None
+    if tta or mc_dropout is not None:  # checked before any work, so bad flags write nothing
+        from dlrecipe.evaluate import tta as averaged
+        averaging = averaged.plan(recipe, meta, model, tta=tta, mc_dropout=mc_dropout, run_dir=run_dir)
     x_test, y_test = pipeline.test_inputs(ds, recipe, len(meta.get("class_names") or []) or None)
     try:
         metrics = evaluate(model, x_test, y_test, task=meta["task"], class_names=meta.get("class_names"),
                            batch_size=recipe.train.batch_size)
     except Exception as e:
         raise pipeline.data_error(ds, e) or e
+    if averaging is not None:
+        metrics.update(averaged.average(model, x_test, y_test, averaging, class_names=meta.get("class_names"),
+                                        batch_size=recipe.train.batch_size))
     if recipe.train.ensemble > 1:
         from dlrecipe.train.ensemble import member_metrics, member_plots
         metrics["members"] = member_metrics(run_dir, recipe, meta, x_test, y_test)

@@ -14,6 +14,7 @@ from dlrecipe.cli.app import ALLOW, MLFLOW, OUT, QUIET, RECIPE, RUN, SETS, app, 
 from dlrecipe.console.diagnose import print_verdict
 from dlrecipe.console.experiments import print_seed_evaluation, print_trained
 from dlrecipe.console.habits import fit_verbosity, quiet
+from dlrecipe.console.tta import print_metrics_json
 
 
 @app.command()
@@ -67,10 +68,18 @@ def train(recipe: Optional[Path] = typer.Argument(None, metavar="RECIPE", help="
 
 @app.command()
 @handles_errors
-def evaluate(run: Path = RUN, quiet_: bool = QUIET) -> None:
+def evaluate(run: Path = RUN,
+             tta: bool = typer.Option(False, "--tta", help="Also average the probabilities over flips/shifts "
+                                      "that the recipe's data.augment implies (test-time augmentation)."),
+             mc_dropout: Optional[int] = typer.Option(None, "--mc-dropout", metavar="N", help="Also average N "
+                                                      "passes with dropout active (batch norm in inference)."),
+             as_json: bool = typer.Option(False, "--json", help="Print metrics.json alone."),
+             quiet_: bool = QUIET) -> None:
     """Evaluate RUN on its test split: loss, every metric, per-class report, confusion matrix, plots."""
+    if as_json:
+        return print_metrics_json(run_folders.evaluate(run, tta=tta, mc_dropout=mc_dropout))
     with quiet(quiet_):
-        console.print_evaluation(run_folders.evaluate(run))
+        console.print_evaluation(run_folders.evaluate(run, tta=tta, mc_dropout=mc_dropout))
 
 
 @app.command()

@@ -80,12 +80,13 @@ def print_trained(done: Any) -> None:
 
 def print_evaluation(evaluation: tuple) -> None:
     """The test metrics' tables, the ensemble members' table, the files written and the test accuracy."""
-    from dlrecipe.evaluate.summary import print_summary
+    from dlrecipe.evaluate.summary import print_averaged, print_summary
     run_dir, metrics, written = evaluation
     print_summary(metrics, rich_console())
     if metrics.get("members"):
         from dlrecipe.train.ensemble import print_members
         print_members(metrics, rich_console())
+    print_averaged(metrics, rich_console())  # evaluate --tta / --mc-dropout
     echo(f"Wrote {', '.join(str(p.relative_to(run_dir)) for p in written)} in {run_dir}")
     if "accuracy" in metrics:
         echo(f"Test accuracy: {metrics['accuracy']:.4f}")

@@ -49,3 +49,23 @@ def _format(value) -> str:
     if isinstance(value, (int, np.integer)):
         return str(value)
     return f"{float(value):.4f}"
+
+
+_AVERAGED = (("tta", "TTA ({n_views} views)"), ("mc_dropout", "MC dropout ({samples} samples)"),
+             ("tta_mc_dropout", "TTA x MC dropout ({n_views} views x {samples} samples)"))
+
+
+def print_averaged(metrics: dict, console) -> None:
+    """``evaluate --tta / --mc-dropout``: one line per metric and averaging, plain -> averaged and the gain,
+    e.g. ``accuracy 0.8620 -> 0.8710 with TTA (4 views): +0.0090``."""
+    for key, label in _AVERAGED:
+        entry = metrics.get(key)
+        if not entry:
+            continue
+        what = label.format(**entry)
+        if "views" in entry:
+            console.print(f"{what}: {', '.join(entry['views'])}", markup=False, highlight=False, soft_wrap=True)
+        for name, before in entry["plain"].items():
+            after, note = entry["metrics"][name], " (lower is better)" if name == "log_loss" else ""
+            console.print(f"  {name} {before:.4f} -> {after:.4f} with {what}: {entry['gain'][name]:+.4f}{note}",
+                          markup=False, highlight=False, soft_wrap=True)
