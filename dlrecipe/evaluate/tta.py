@@ -192,30 +192,50 @@ def _batches(x_test, batch_size: int) -> Iterator[Any]:
 
 
 def probabilities(model, x_test, averaging: Averaging, batch_size: int) -> dict[str, np.ndarray]:
-    """Per-view probabilities: ``plain`` ``(views, n, k)`` and, with MC dropout, ``mc`` ``(samples, views, n, k)``."""
+    """Per-view probabilities: ``plain`` ``(views, n, k)`` and, with MC dropout, ``mc`` ``(samples, views, n, k)``.
+
+    Every pass is ``model.predict_on_batch`` (Keras's compiled predict function, ``training=False``); the MC
+    passes use a predict function traced while the dropout layers are forced on, then a clean one is made.
+    """
     from keras import ops
 
-    plain: list[list[np.ndarray]] = [[] for _ in averaging.views]
-    mc: list[list[list[np.ndarray]]] = [[[] for _ in averaging.views] for _ in range(averaging.samples)]
-    saved = [np.asarray(getattr(layer, "seed_generator").state.value) if hasattr(layer, "seed_generator") else None
-             for layer in averaging.dropout_layers]
-    for b, x in enumerate(_batches(x_test, batch_size)):
+    def views(x):
         x = ops.cast(ops.convert_to_tensor(x), "float32")
-        for v, view in enumerate(averaging.views):
-            xv = apply_view(x, view)
-            plain[v].append(np.asarray(ops.convert_to_numpy(model(xv, training=False))))
-            if averaging.samples:
-                with dropout_active(averaging.dropout_layers):
-                    for s in range(averaging.samples):
-                        _reseed(averaging.dropout_layers, (averaging.seed, s, v, b))
-                        mc[s][v].append(np.asarray(ops.convert_to_numpy(model(xv, training=False))))
-    for layer, state in zip(averaging.dropout_layers, saved):
-        if state is not None:
-            layer.seed_generator.state.assign(state)
+        return [apply_view(x, view) for view in averaging.views]
+
+    def predict(x):
+        return np.asarray(ops.convert_to_numpy(model.predict_on_batch(x)))
+
+    n_views = len(averaging.views)
+    plain: list[list[np.ndarray]] = [[] for _ in range(n_views)]
+    for x in _batches(x_test, batch_size):
+        for v, xv in enumerate(views(x)):
+            plain[v].append(predict(xv))
     out = {"plain": np.stack([np.concatenate(p) for p in plain])}
     if averaging.samples:
-        out["mc"] = np.stack([np.stack([np.concatenate(p) for p in sample]) for sample in mc])
+        out["mc"] = _mc_passes(model, x_test, averaging, batch_size, views, predict)
     return out
+
+
+def _mc_passes(model, x_test, averaging: Averaging, batch_size: int, views, predict) -> np.ndarray:
+    layers = averaging.dropout_layers
+    saved = [np.asarray(layer.seed_generator.state.value) if hasattr(layer, "seed_generator") else None
+             for layer in layers]
+    mc: list[list[list[np.ndarray]]] = [[[] for _ in averaging.views] for _ in range(averaging.samples)]
+    try:
+        with dropout_active(layers):
+            model.make_predict_function(force=True)  # traced on its first call, inside this block
+            for b, x in enumerate(_batches(x_test, batch_size)):
+                for v, xv in enumerate(views(x)):
+                    for s in range(averaging.samples):
+                        _reseed(layers, (averaging.seed, s, v, b))
+                        mc[s][v].append(predict(xv))
+    finally:
+        model.make_predict_function(force=True)  # predict() without dropout again
+        for layer, state in zip(layers, saved):
+            if state is not None:
+                layer.seed_generator.state.assign(state)
+    return np.stack([np.stack([np.concatenate(p) for p in sample]) for sample in mc])
 
 
 # --------------------------------------------------------------------------- the numbers
