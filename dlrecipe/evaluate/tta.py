@@ -1,12 +1,13 @@
-"""Test-time averaging for ``dlrecipe evaluate --tta`` and ``--mc-dropout N`` (docs/commands.md#evaluate).
+"""Test-time averaging for ``dlrecipe evaluate --tta`` and ``--mc-dropout N`` (docs/training.md#test-time-averaging).
 
 ``--tta`` averages the softmax probabilities over a fixed set of views derived from the recipe's
 ``data.augment``: the identity, a horizontal / vertical flip where RandomFlip flips that way, and shifts
-of ±k pixels where RandomTranslation shifts (k = round(factor * size), at least 1), filled as the layer
-fills. ``--mc-dropout N`` averages N passes with every dropout layer (nested ones included) active and
-batch norm in inference mode (moving statistics): each dropout layer's ``call`` is wrapped for the
-duration, so the model is called with ``training=False``. The masks are seeded per (recipe seed, sample,
-view, batch, layer), so two evaluations give the same numbers. Views are ``keras.ops`` on whole batches.
+of ±k pixels where RandomTranslation shifts (k = round(factor * size / 2), at least 1: the mean shift
+of training), filled as the layer fills. ``--mc-dropout N`` averages N passes with every dropout layer
+(nested ones included) active and batch norm in inference mode (moving statistics): each dropout layer's
+``call`` is wrapped while Keras's predict function is traced, and predict runs with ``training=False``.
+The masks are seeded per (recipe seed, sample, view, batch, layer), so two evaluations give the same
+numbers. Views are ``keras.ops`` on whole batches.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def views_of(augment: list[dict[str, Any]], size: tuple[int, int], seed: int = 0
             for axis, (lower, upper), n in ((0, (layer.height_lower, layer.height_upper), size[0]),
                                             (1, (layer.width_lower, layer.width_upper), size[1])):
                 for sign, bound in ((1, upper), (-1, -lower)):
-                    if bound > 0:
-                        k = sign * max(1, int(round(bound * n)))
+                    if bound > 0:  # half the range's edge: the mean shift of a uniform draw on that side
+                        k = sign * max(1, int(round(bound * n / 2)))
                         shift = (k, 0) if axis == 0 else (0, k)
                         name = f"shift_{'down' if k > 0 else 'up'}" if axis == 0 else \
                             f"shift_{'right' if k > 0 else 'left'}"

@@ -16,7 +16,7 @@ from dlrecipe import runs  # noqa: E402
 from dlrecipe.evaluate import tta  # noqa: E402
 
 AUGMENT = [{"type": "RandomFlip", "mode": "horizontal"},
-           {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.25}]  # 8x8: ±1 rows, ±2 columns
+           {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.5}]  # 8x8: ±1 rows, ±2 columns
 VIEWS = ["identity", "flip_horizontal", "shift_down_1", "shift_up_1", "shift_right_2", "shift_left_2"]
 MODEL = [{"type": "conv_bn_act", "filters": 4},  # a dlrecipe block (conv, batch norm, activation)
          {"type": "BatchNormalization"}, {"type": "Flatten"}, {"type": "Dropout", "rate": 0.5},
@@ -106,7 +106,7 @@ def test_tta_with_mc_dropout_prints_every_gain(cli, augmented):
 def test_views_follow_the_augment_layers():
     both = tta.views_of([{"type": "RandomFlip"}], (8, 8))  # Keras's default mode: horizontal_and_vertical
     assert [v.name for v in both] == ["flip_horizontal", "flip_vertical"]
-    one_way = tta.views_of([{"type": "RandomTranslation", "height_factor": 0.0, "width_factor": [0.0, 0.25],
+    one_way = tta.views_of([{"type": "RandomTranslation", "height_factor": 0.0, "width_factor": [0.0, 0.5],
                              "fill_mode": "constant"}], (8, 8))
     assert [(v.name, v.shift, v.fill_mode) for v in one_way] == [("shift_right_2", (0, 2), "constant")]
     small = tta.views_of([{"type": "RandomTranslation", "height_factor": 0.01, "width_factor": 0.0},
