@@ -183,3 +183,21 @@ def test_tta_refuses_flat_inputs(cli, tmp_path):
     result = cli("evaluate", run, "--tta")
     assert result.exit_code == 2 and "not images" in result.output and "--tta" in result.output, result.output
     assert not (run / runs.METRICS).exists()
+
+
+def test_tta_streams_an_image_dir_test_split(cli, tmp_path):
+    from PIL import Image
+    a = tiny_arrays(45, 24)
+    for split in ("train", "test"):
+        for i, (img, label) in enumerate(zip(a[f"x_{split}"], a[f"y_{split}"])):
+            folder = tmp_path / split / str(a["class_names"][label])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[..., 0], mode="L").save(folder / f"{i:04d}.png")
+    run = _train(cli, tmp_path, Path("unused.npz"), data={"source": "image_dir", "path": str(tmp_path / "train"),
+                                                         "test_path": str(tmp_path / "test"), "validation_split": 0.0,
+                                                         "augment": AUGMENT},
+                 model={"layers": MODEL}, train={"epochs": 1, "batch_size": 16})
+    metrics = _json(cli, run, "--tta", "--mc-dropout", "2")
+    assert metrics["n_test"] == 24 and metrics["tta"]["n_views"] == 6
+    assert metrics["tta"]["plain"]["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert metrics["mc_dropout"]["samples"] == 2
