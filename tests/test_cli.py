@@ -196,7 +196,7 @@ def test_train_writes_a_complete_run_folder(cli, write_recipe, tmp_path):
     assert env["seed"] == 1 and env["backend"] == "tensorflow" and "keras" in env["versions"]
     pre = json.loads((run / "preprocessing.json").read_text())
     assert pre["input_dtype"] == "uint8" and pre["class_names"] == ["left", "middle", "right"]
-    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 3, "callbacks": []}
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 3, "callbacks": [], "seed_generators": []}
 
 
 def test_the_resolved_recipe_reproduces_the_run(cli, write_recipe, tmp_path):
@@ -227,7 +227,7 @@ def test_interrupted_training_keeps_finished_epochs_and_resumes(cli, write_recip
     assert "Interrupted after 2 finished epoch(s)" in result.stderr and "--resume" in result.stderr
     run = only_run(out)
     assert not (run / "model.keras").exists()
-    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 2, "callbacks": []}
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {"epoch": 2, "callbacks": [], "seed_generators": []}
     monkeypatch.setattr(unit._Watcher, "on_epoch_end", original)
     result = cli("train", "--resume", run)
     assert result.exit_code == 0, result.stderr
