@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import numpy as np
 import yaml
 
+from dlrecipe.errors import RecipeError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -33,8 +35,12 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         ...     figure.savefig(tmp, format="png")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except PermissionError as e:  # a folder made unwritable (chmod, chattr +i) after the checks: name it
+        raise RecipeError.one(str(path.parent), f"Cannot write {path.name} in this folder ({e.strerror}). Fix: make "
+                              "it writable (chmod u+w; chattr -i if it was made immutable).") from None
     os.close(fd)
     tmp = Path(name)
     try:

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import tempfile
 import warnings
@@ -173,6 +174,31 @@ def check_writable(out: Path) -> None:
             reason = f"{probe} is not writable ({e.strerror})"
     if reason:
         raise RecipeError.one("--out", f"Cannot write run folders under {out}: {reason}. Choose another --out.")
+
+
+def check_run_writable(run_dir: Path, *subfolders: str) -> None:
+    """dlrecipe can write in the run folder ``run_dir`` and in those of its ``subfolders`` that exist (a file is
+    created and removed in each): checked before evaluate, export or --resume do any work.
+
+    Raises:
+        RecipeError: naming the folder that cannot be written (permissions, ``chattr +i``, a read-only disk).
+    """
+    for folder in (Path(run_dir), *(Path(run_dir) / s for s in subfolders)):
+        if folder != Path(run_dir) and not folder.is_dir():
+            continue
+        try:
+            fd, name = tempfile.mkstemp(dir=folder, prefix=".dlrecipe-probe-")
+            os.close(fd)
+            os.unlink(name)
+        except OSError as e:
+            raise unwritable(folder, e) from None
+
+
+def unwritable(folder: Path, error: OSError) -> RecipeError:
+    """The error for a run folder that cannot be written."""
+    return RecipeError.one(str(folder), f"Cannot write in this folder ({error.strerror or error}). Fix: make it "
+                           "writable (chmod u+w; chattr -i if it was made immutable), or copy the run folder "
+                           "somewhere writable and give that.")
 
 
 def remove_run(run_dir: Path) -> None:

@@ -40,6 +40,7 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
     if not (run_dir / runs.RECIPE).is_file():
         raise RecipeError.one(str(run_dir), "Not a run folder (no recipe.yaml). Give the folder that "
                               "`dlrecipe train` printed, e.g. runs/<name>/<timestamp>.")
+    runs.check_run_writable(run_dir, runs.CHECKPOINTS)
     stored = load_recipe(run_dir / runs.RECIPE)
     loaded = load_recipe(run_dir / runs.RECIPE, overrides)
     changed = _changed_paths(stored.resolved(), loaded.resolved())
