@@ -213,18 +213,10 @@ def fit_stats(cfg, ds, batch_size: int = 256) -> dict:
     In-memory data are fitted from the arrays; streamed data batch by batch in one pass, which covers
     the normalizations (``zca``, ``pca`` and ``fancy_pca`` need the whole split in memory: refused).
     """
-    from dlrecipe.build import augment
     from dlrecipe.data import preprocess
     if not is_streamed(ds):
         return preprocess.fit_data(cfg, ds.x_train)
-    needs_memory = [(path, what) for path, what, used in (
-        ("data.normalize", "normalize: zca", cfg.normalize == "zca"), ("data.pca", "pca", cfg.pca is not None),
-        ("data.augment", "fancy_pca", augment.wants_fancy_pca(cfg.augment))) if used]
-    if needs_memory:
-        path, what = needs_memory[0]
-        raise RecipeError.one(path, f"Received: {what} with source: {cfg.source}, which is streamed from disk; "
-                              f"{what} is fitted on the whole training split in memory. Fix: convert the data to an "
-                              ".npz (source: npz), or remove it.")
+    source.check_streamable(cfg)
     kind = cfg.normalize
     if kind in ("none", "rescale", "gcn"):  # nothing to fit: do not read the images
         return preprocess.fit(kind, np.zeros((1, *ds.info.input_shape), dtype=np.uint8))
