@@ -146,6 +146,8 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     except Exception as e:  # a streamed file that cannot be decoded: name it, keep nothing half-written
         error = pipeline.data_error(unit.data, e)
         if error is None:
+            if watcher.last_epoch == 0 and not resume and unit.work_dir == run_dir and unit.chief:
+                runs.remove_run(run_dir)  # failed in its first step: no half-made run folder is left
             raise
         raise _data_stop(error, run_dir, watcher.last_epoch, not resume) from None
     if watcher.nan_epoch is not None:
