@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 import tempfile
 import warnings
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dlrecipe.errors import RecipeError
-from dlrecipe.io import atomic_path, write_json, write_npz, write_text
+from dlrecipe.io import atomic_path, check_run_writable, check_writable, write_json, write_npz, write_text  # noqa: F401
 
 RECIPE = "recipe.yaml"                 # the fully resolved recipe (train it again to reproduce the run)
 ENVIRONMENT = "environment.json"       # versions, devices, backend, seed, command line
@@ -154,51 +153,6 @@ def read_json(path: Path) -> Any:
                               "Train it again.") from None
     except (OSError, ValueError) as e:
         raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
-
-
-def check_writable(out: Path) -> None:
-    """``out`` can hold a run folder: a folder is created and removed in its nearest existing parent.
-
-    Raises:
-        RecipeError: ``--out`` is a file or lies in a folder that cannot be written.
-    """
-    out = Path(out).absolute()
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    reason = f"{probe} is not a folder" if not probe.is_dir() else None
-    if reason is None:
-        try:
-            Path(tempfile.mkdtemp(dir=probe, prefix=".dlrecipe-probe-")).rmdir()
-        except OSError as e:
-            reason = f"{probe} is not writable ({e.strerror})"
-    if reason:
-        raise RecipeError.one("--out", f"Cannot write run folders under {out}: {reason}. Choose another --out.")
-
-
-def check_run_writable(run_dir: Path, *subfolders: str) -> None:
-    """dlrecipe can write in the run folder ``run_dir`` and in those of its ``subfolders`` that exist (a file is
-    created and removed in each): checked before evaluate, export or --resume do any work.
-
-    Raises:
-        RecipeError: naming the folder that cannot be written (permissions, ``chattr +i``, a read-only disk).
-    """
-    for folder in (Path(run_dir), *(Path(run_dir) / s for s in subfolders)):
-        if folder != Path(run_dir) and not folder.is_dir():
-            continue
-        try:
-            fd, name = tempfile.mkstemp(dir=folder, prefix=".dlrecipe-probe-")
-            os.close(fd)
-            os.unlink(name)
-        except OSError as e:
-            raise unwritable(folder, e) from None
-
-
-def unwritable(folder: Path, error: OSError) -> RecipeError:
-    """The error for a run folder that cannot be written."""
-    return RecipeError.one(str(folder), f"Cannot write in this folder ({error.strerror or error}). Fix: make it "
-                           "writable (chmod u+w; chattr -i if it was made immutable), or copy the run folder "
-                           "somewhere writable and give that.")
 
 
 def remove_run(run_dir: Path) -> None:

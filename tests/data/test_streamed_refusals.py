@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import recipe_dict, tiny_arrays, write_yaml
 from PIL import Image

@@ -9,43 +9,53 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import only_run
+
+
+def _blocks(folder: Path) -> bool:
+    try:
+        (folder / ".probe").touch()
+    except OSError:
+        return True
+    (folder / ".probe").unlink()
+    return False
 
 
 @contextlib.contextmanager
 def unwritable(folder: Path, monkeypatch):
-    """``folder`` made unwritable: chmod 0500 for a user, ``chattr +i`` for root (whom modes do not stop), and
-    where neither holds (no chattr, a file system without it), creating files in it fails as they would."""
-    folder = Path(folder)
+    """``folder`` made unwritable: chmod 0500 for a user, ``chattr +i`` for root (whom modes do not stop); where
+    neither holds (no chattr, a file system without it), creating an entry in it fails as it then would."""
+    folder = Path(folder).resolve()
     undo = None
     if os.geteuid() != 0:
         folder.chmod(0o500)
-        undo = lambda: folder.chmod(0o755)  # noqa: E731
-    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
-        undo = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)  # noqa: E731
+        undo = ["chmod", "755", str(folder)]
+    elif shutil.which("chattr") and not subprocess.run(["chattr", "+i", str(folder)], capture_output=True,
+                                                       check=False).returncode:
+        undo = ["chattr", "-i", str(folder)]
     try:
-        probe = folder / ".probe"
-        try:
-            probe.touch()
-            probe.unlink()
-            blocked = False
-        except OSError:
-            blocked = True
-        if not blocked:  # simulate: os.open/os.mkdir of a new entry in the folder fails with EACCES
+        if not _blocks(folder):
             real_open, real_mkdir = os.open, os.mkdir
 
-            def deny(path, *args, **kwargs):
-                if Path(path).parent.resolve() == folder.resolve():
+            def denied(path) -> bool:
+                return Path(path).resolve().parent == folder
+
+            def fake_open(path, *args, **kwargs):
+                if denied(path) and not os.path.exists(path):
                     raise PermissionError(13, "Permission denied", str(path))
-                return (real_mkdir if deny.mkdir else real_open)(path, *args, **kwargs)
-            monkeypatch.setattr(os, "open", lambda p, *a, **k: (setattr(deny, "mkdir", False), deny(p, *a, **k))[1])
-            monkeypatch.setattr(os, "mkdir", lambda p, *a, **k: (setattr(deny, "mkdir", True), deny(p, *a, **k))[1])
+                return real_open(path, *args, **kwargs)
+
+            def fake_mkdir(path, *args, **kwargs):
+                if denied(path):
+                    raise PermissionError(13, "Permission denied", str(path))
+                return real_mkdir(path, *args, **kwargs)
+            monkeypatch.setattr(os, "open", fake_open)
+            monkeypatch.setattr(os, "mkdir", fake_mkdir)
         yield folder
     finally:
         monkeypatch.undo()
         if undo is not None:
-            undo()
+            subprocess.run(undo, check=True)
 
 
 @pytest.fixture

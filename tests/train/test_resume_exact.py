@@ -7,8 +7,8 @@ import random
 
 import numpy as np
 import pytest
-
 from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
+
 from dlrecipe import runs
 
 # dropout and two augmentation layers (RNG), a plateau that fires (min_delta 100: no epoch after the first
