@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +19,7 @@ from dlrecipe import runs
 # dropout and two augmentation layers (RNG), a plateau that fires (min_delta 100: no epoch after the first
 # improves, so patience 1 halves the rate after every epoch from the second on), a few epochs
 EPOCHS = 5
+DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
 MODEL = [{"type": "Flatten"}, {"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dropout", "rate": 0.3},
          {"type": "Dense", "units": 3, "activation": "softmax"}]
 
@@ -108,3 +114,42 @@ def test_resume_refuses_a_history_with_fewer_rows_than_the_checkpoint(cli, write
     if cut != "empty":  # an empty file has no header: the reader says so, naming the file
         assert "2 finished epoch(s)" in message and "put back the history.csv" in message, message
     assert path.read_text() == kept and json.loads((run / runs.STATE).read_text())["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_history(exact_recipe, tmp_path):
+    """A real process, killed (-9) once a random epoch is committed: whatever it was writing, the resumed run's
+    history is the uninterrupted run's."""
+    import yaml
+    recipe = yaml.safe_load(exact_recipe.read_text())
+    np.savez(tmp_path / "more.npz", **tiny_arrays(1500, 10))  # epochs long enough to kill in
+    recipe["data"]["path"] = str(tmp_path / "more.npz")
+    recipe["train"]["epochs"] = 6
+    path = write_yaml(tmp_path / "slow.yaml", recipe)
+    whole = subprocess.run([DLRECIPE, "train", str(path), "--out", str(tmp_path / "whole")], capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert whole.returncode == 0, whole.stderr
+    kill_after = random.Random().randint(1, 4)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([DLRECIPE, "train", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        states = list(out.glob("*/*/checkpoints/state.json"))
+        try:
+            if states and json.loads(states[0].read_text())["epoch"] >= kill_after:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    run = only_run(out)
+    committed = json.loads((run / runs.STATE).read_text())["epoch"]
+    assert kill_after <= committed < 6, (kill_after, committed)
+    resumed = subprocess.run([DLRECIPE, "train", "--resume", str(run)], capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    diff = max_abs_diff(runs.read_history(only_run(tmp_path / "whole") / runs.HISTORY),
+                        runs.read_history(run / runs.HISTORY))
+    assert diff == 0.0, (committed, diff)
