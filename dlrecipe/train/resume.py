@@ -1,8 +1,10 @@
 """``train --resume``: which recipe a run resumes with, and the state its model and callbacks go on from.
 
-The model and optimizer come from checkpoints/last.keras, the epoch and the recipe callbacks' counters
-(ReduceLROnPlateau, EarlyStopping and its best weights) from checkpoints/state.json (``dlrecipe.runs``),
-so a resumed run goes on as the uninterrupted run would have. See docs/training.md.
+The model and optimizer come from checkpoints/last.keras, the epoch, the recipe callbacks' counters
+(ReduceLROnPlateau, EarlyStopping and its best weights) and the model's seed generator states from
+checkpoints/state.json (``dlrecipe.runs``); the data order of each epoch depends on (seed, epoch) only
+(``pipeline.epoch_orders``). So a resumed run goes on as the uninterrupted run would have. See
+docs/training.md.
 """
 
 from __future__ import annotations

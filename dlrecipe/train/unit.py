@@ -1,7 +1,8 @@
 """Fit one model (a single run, an ensemble member or a cross-validation fold) into its folder.
 
-Every finished epoch is checkpointed atomically (model, history.csv, then state.json, which commits it),
-so Ctrl-C, a NaN loss or an undecodable file leaves a run that ``--resume`` continues. See
+The untrained state and every finished epoch are checkpointed atomically (model, history.csv, then
+state.json, which commits it, with the callbacks' counters and the seed generators' states), so Ctrl-C, a
+NaN loss or an undecodable file leaves a run that ``--resume`` continues as if never stopped. See
 docs/training.md.
 """
 
@@ -151,8 +152,9 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
             raise
         raise _data_stop(error, run_dir, watcher.last_epoch, not resume) from None
     if watcher.nan_epoch is not None:
+        kept = f"epoch {watcher.last_epoch}" if watcher.last_epoch else "its starting state"
         raise TrainingStopped(f"The loss became NaN in epoch {watcher.nan_epoch}{where}; training stopped. The run "
-                              f"keeps {f'epoch {watcher.last_epoch}' if watcher.last_epoch else 'its starting state'}. Lower the learning rate (or add clipnorm to the "
+                              f"keeps {kept}. Lower the learning rate (or add clipnorm to the "
                               f"optimizer) and resume with `dlrecipe train --resume {run_dir} --set "
                               "train.learning_rate=...`.", run_dir, 1)
     runs.save_model(model, unit.work_dir / runs.MODEL, unit.chief)
@@ -238,7 +240,7 @@ class _Watcher(keras.callbacks.Callback):
         if epoch:
             runs.write_history(self.run_dir / runs.HISTORY, self.rows)
         for i, cb in enumerate(self.tracked):  # an EarlyStopping's new best weights
-            if epoch and getattr(cb, "best_weights", None) is not None and getattr(cb, "best_epoch", None) == epoch - 1:
+            if epoch and getattr(cb, "best_weights", None) is not None and getattr(cb, "best_epoch", -1) == epoch - 1:
                 runs.write_best_weights(runs.best_weights_path(self.run_dir, i), cb.best_weights)
         runs.write_state(self.run_dir, epoch, resuming.callback_states(self.tracked),
                          resuming.seed_states(self.model))
