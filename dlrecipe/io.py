@@ -1,4 +1,5 @@
-"""Atomic writes (a temp file, then a rename): text, bytes, JSON, YAML, npz, or any file a writer makes.
+"""Atomic writes (a temp file, then a rename): text, bytes, JSON, YAML, npz, or any file a writer makes; and
+the checks that a folder can be written before the work that writes it (``check_writable``, ``check_run_writable``).
 
 Every file dlrecipe writes goes through ``atomic_path``: a reader sees the old file or the new one, never half
 of one, and the new file gets the mode ``open()`` would give it (0666 less the umask), not ``mkstemp``'s 0600.
@@ -17,6 +18,8 @@ from typing import Any, Iterator
 import numpy as np
 import yaml
 
+from dlrecipe.errors import RecipeError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -33,8 +36,12 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         ...     figure.savefig(tmp, format="png")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except PermissionError as e:  # a folder made unwritable (chmod, chattr +i) after the checks: name it
+        raise RecipeError.one(str(path.parent), f"Cannot write {path.name} in this folder ({e.strerror}). Fix: make "
+                              "it writable (chmod u+w; chattr -i if it was made immutable).") from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -43,6 +50,49 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- can a write succeed
+
+
+def check_writable(out: Path) -> None:
+    """``out`` can hold a run folder: a folder is created and removed in its nearest existing parent.
+
+    Raises:
+        RecipeError: ``--out`` is a file or lies in a folder that cannot be written.
+    """
+    out = Path(out).absolute()
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    reason = f"{probe} is not a folder" if not probe.is_dir() else None
+    if reason is None:
+        try:
+            Path(tempfile.mkdtemp(dir=probe, prefix=".dlrecipe-probe-")).rmdir()
+        except OSError as e:
+            reason = f"{probe} is not writable ({e.strerror})"
+    if reason:
+        raise RecipeError.one("--out", f"Cannot write run folders under {out}: {reason}. Choose another --out.")
+
+
+def check_run_writable(run_dir: Path, *subfolders: str) -> None:
+    """dlrecipe can write in the run folder ``run_dir`` and in those of its ``subfolders`` that exist (a file is
+    created and removed in each): checked before evaluate, export or --resume do any work.
+
+    Raises:
+        RecipeError: naming the folder that cannot be written (permissions, ``chattr +i``, a read-only disk).
+    """
+    for folder in (Path(run_dir), *(Path(run_dir) / s for s in subfolders)):
+        if folder != Path(run_dir) and not folder.is_dir():
+            continue
+        try:
+            fd, name = tempfile.mkstemp(dir=folder, prefix=".dlrecipe-probe-")
+            os.close(fd)
+            os.unlink(name)
+        except OSError as e:
+            raise RecipeError.one(str(folder), f"Cannot write in this folder ({e.strerror or e}). Fix: make it "
+                                  "writable (chmod u+w; chattr -i if it was made immutable), or copy the run "
+                                  "folder somewhere writable and give that.") from None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dlrecipe.errors import RecipeError
-from dlrecipe.io import atomic_path, write_json, write_npz, write_text
+from dlrecipe.io import atomic_path, check_run_writable, check_writable, write_json, write_npz, write_text  # noqa: F401
 
 RECIPE = "recipe.yaml"                 # the fully resolved recipe (train it again to reproduce the run)
 ENVIRONMENT = "environment.json"       # versions, devices, backend, seed, command line
@@ -34,7 +34,7 @@ PREPROCESSING = "preprocessing.json"   # input shape and dtype, task, class name
 HISTORY = "history.csv"                # one row per finished epoch, with the learning rate
 CHECKPOINTS = "checkpoints"            # last.keras + state.json (+ best_weights_<i>.npz), to resume
 LAST_CHECKPOINT = "checkpoints/last.keras"
-STATE = "checkpoints/state.json"       # commits an epoch: its number and the recipe callbacks' counters
+STATE = "checkpoints/state.json"       # commits an epoch: its number, the callbacks' counters, the RNG states
 MODEL = "model.keras"                  # the final (or best) model: raw inputs in, probabilities out
 METRICS = "metrics.json"               # written by evaluate
 PLOTS = "plots"                        # curves, confusion matrix
@@ -155,26 +155,6 @@ def read_json(path: Path) -> Any:
         raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
 
 
-def check_writable(out: Path) -> None:
-    """``out`` can hold a run folder: a folder is created and removed in its nearest existing parent.
-
-    Raises:
-        RecipeError: ``--out`` is a file or lies in a folder that cannot be written.
-    """
-    out = Path(out).absolute()
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    reason = f"{probe} is not a folder" if not probe.is_dir() else None
-    if reason is None:
-        try:
-            Path(tempfile.mkdtemp(dir=probe, prefix=".dlrecipe-probe-")).rmdir()
-        except OSError as e:
-            reason = f"{probe} is not writable ({e.strerror})"
-    if reason:
-        raise RecipeError.one("--out", f"Cannot write run folders under {out}: {reason}. Choose another --out.")
-
-
 def remove_run(run_dir: Path) -> None:
     """Delete a run folder and everything in it (a run that failed before its first epoch)."""
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -268,6 +248,11 @@ def _state_problem(state: Any) -> str | None:
     """What is wrong with a state.json (``write_state`` writes it), or None."""
     if not isinstance(state, dict) or not _is_int(state.get("epoch")):
         return "Expected an object whose 'epoch' is a whole number >= 0"
+    seeds = state.get("seed_generators")
+    if seeds is not None and not (isinstance(seeds, list) and all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+            for s in seeds)):
+        return "Expected 'seed_generators' to be a list of [seed, counter] pairs of whole numbers"
     entries = state.get("callbacks")
     if entries is None:
         return None  # written before the callbacks' counters were kept: they start afresh
@@ -304,12 +289,18 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     return state
 
 
-def write_state(run_dir: Path, epoch: int, callbacks: list[dict | None]) -> None:
+def write_state(run_dir: Path, epoch: int, callbacks: list[dict | None],
+                seed_generators: list[list[int]] | None = None) -> None:
     """Commit ``epoch`` (written last, after its checkpoint and history row), with the callbacks' counters.
 
     ``callbacks``: per recipe callback, ``{"type", "monitor", "best", <its CALLBACK_COUNTERS>}`` or None.
+    ``seed_generators``: the model's seed generator states ``[seed, counter]`` (dropout, augmentation),
+    which the .keras checkpoint does not hold.
     """
-    write_json(Path(run_dir) / STATE, {"epoch": epoch, "callbacks": callbacks})
+    state: dict[str, Any] = {"epoch": epoch, "callbacks": callbacks}
+    if seed_generators is not None:
+        state["seed_generators"] = seed_generators
+    write_json(Path(run_dir) / STATE, state)
 
 
 def best_weights_path(run_dir: Path, index: int) -> Path:

@@ -66,6 +66,7 @@ def evaluate_run(run: Path, model=None, dataset=None, tta: bool = False, mc_drop
     from dlrecipe.evaluate.metrics import evaluate, write_report
     if model is None or dataset is None:
         run_dir, recipe, meta, model = _open_run(run)
+        runs.check_run_writable(run_dir, runs.PLOTS)
         ds = _test_split(recipe, run_dir, meta)
     else:
         run_dir = Path(run)
@@ -106,6 +107,7 @@ def export_run(run: Path, formats: list[str]):
     from dlrecipe.export.exporter import export
     from dlrecipe.export.verify import max_abs_diffs
     run_dir, recipe, meta, model = _open_run(run)
+    runs.check_run_writable(run_dir, runs.EXPORT)
     allowed = ("saved_model", "keras", "tflite", "onnx")
     for f in formats:
         if f not in allowed:

@@ -96,13 +96,17 @@ def segmentation_augmenter(ds, recipe):
     return segaugment.tf_augmenter(layers)
 
 
-def fit_inputs(ds, recipe, n_classes: int | None) -> dict[str, Any]:
+def fit_inputs(ds, recipe, n_classes: int | None, *, epochs: tuple[int, int] | None = None) -> dict[str, Any]:
     """The keyword arguments of ``model.fit`` for the training and validation data.
 
     Args:
         ds: what :func:`load` returned.
         recipe: the (finalized) recipe: ``train.batch_size``, ``data.augment``, ``seed``.
         n_classes: the number of classes (for one-hot labels), None for regression.
+        epochs: ``(first, end)``, the 0-based epochs ``fit`` trains (``initial_epoch``, ``epochs``): in-memory
+            data is then shuffled per epoch from ``(seed, epoch)`` alone, so a run resumed at epoch ``first``
+            sees the batches the uninterrupted run saw (see ``epoch_orders``), and ``steps_per_epoch`` is given.
+            None: reshuffled on every pass (tune's trials, lr-find).
 
     Returns:
         ``{"x": ..., "y": ..., "batch_size": ..., "shuffle": ..., "validation_data": ...}``
@@ -123,29 +127,54 @@ def fit_inputs(ds, recipe, n_classes: int | None) -> dict[str, Any]:
         val = streamed_batches(ds.val, batch, one_hot=depth) if ds.val is not None else None
     else:
         train = array_batches(ds.x_train, ds.y_train, batch, seed=recipe.seed, one_hot=depth, mixers=mixers,
-                              augmenter=augmenter)
+                              augmenter=augmenter, epochs=epochs)
         val = array_batches(ds.x_val, ds.y_val, batch, one_hot=depth) if ds.x_val is not None else None
+        if epochs is not None:
+            return {"x": train, "shuffle": False, "validation_data": val,
+                    "steps_per_epoch": max(1, math.ceil(len(ds.x_train) / batch))}
     return {"x": train, "shuffle": False, "validation_data": val}
 
 
 def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None,
-                  one_hot: int | None = None, mixers: list | None = None, augmenter: Callable | None = None):
+                  one_hot: int | None = None, mixers: list | None = None, augmenter: Callable | None = None,
+                  epochs: tuple[int, int] | None = None):
     """A batched ``tf.data.Dataset`` over arrays in memory.
 
     With ``seed`` (training): the indices are shuffled with that seed, again every epoch, and each batch
-    is gathered from the arrays at once (one op per batch, not per example). Without: in order.
+    is gathered from the arrays at once (one op per batch, not per example). Without: in order. With
+    ``epochs`` too: the batches of those epochs end to end, each epoch's order from ``epoch_orders``.
     ``mixers`` are batch-level layers (MixUp, CutMix); ``augmenter`` a ``(x, y) -> (x, y)`` batch map
     (segmentation's ``data.augment``).
     """
     import tensorflow as tf
     n = len(x)
     xs, ys = tf.constant(x), tf.constant(y)
-    idx = tf.data.Dataset.range(n)
-    if seed is not None:
-        idx = idx.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = idx.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
+    if seed is not None and epochs is not None:
+        batches = epoch_orders(n, batch_size, seed, *epochs)
+    else:
+        idx = tf.data.Dataset.range(n)
+        if seed is not None:
+            idx = idx.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        batches = idx.batch(batch_size)
+    ds = batches.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _finish(ds, one_hot, mixers, augmenter)
+
+
+def epoch_orders(n: int, batch_size: int, seed: int, first: int, end: int):
+    """Batches of indices into ``n`` examples for the 0-based epochs ``first`` .. ``end - 1``, end to end.
+
+    Epoch ``e`` is the permutation ``stateless_shuffle(range(n), seed=(seed, e))``: it depends on nothing
+    but the seed and the epoch, unlike a reshuffling ``Dataset.shuffle``, whose order in epoch ``e`` is
+    that of its ``e``-th pass in this process (a resumed process would start again from the first).
+    """
+    import tensorflow as tf
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    return tf.data.Dataset.range(first, end).flat_map(one_epoch)
 
 
 def streamed_batches(split: StreamSplit, batch_size: int, *, seed: int | None = None,
@@ -184,18 +213,10 @@ def fit_stats(cfg, ds, batch_size: int = 256) -> dict:
     In-memory data are fitted from the arrays; streamed data batch by batch in one pass, which covers
     the normalizations (``zca``, ``pca`` and ``fancy_pca`` need the whole split in memory: refused).
     """
-    from dlrecipe.build import augment
     from dlrecipe.data import preprocess
     if not is_streamed(ds):
         return preprocess.fit_data(cfg, ds.x_train)
-    needs_memory = [(path, what) for path, what, used in (
-        ("data.normalize", "normalize: zca", cfg.normalize == "zca"), ("data.pca", "pca", cfg.pca is not None),
-        ("data.augment", "fancy_pca", augment.wants_fancy_pca(cfg.augment))) if used]
-    if needs_memory:
-        path, what = needs_memory[0]
-        raise RecipeError.one(path, f"Received: {what} with source: {cfg.source}, which is streamed from disk; "
-                              f"{what} is fitted on the whole training split in memory. Fix: convert the data to an "
-                              ".npz (source: npz), or remove it.")
+    source.check_streamable(cfg)
     kind = cfg.normalize
     if kind in ("none", "rescale", "gcn"):  # nothing to fit: do not read the images
         return preprocess.fit(kind, np.zeros((1, *ds.info.input_shape), dtype=np.uint8))

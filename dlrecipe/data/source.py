@@ -16,6 +16,31 @@ from dlrecipe.recipe.schema import DataConfig
 _SOURCES = {"fashion_mnist": idx, "npz": npz, "csv": csv, "image_dir": image_dir, "tfds": tfds}
 
 
+def check_streamable(cfg: DataConfig, cross_validation: int = 0) -> None:
+    """What a streamed source (image_dir, tfds) cannot do, refused by ``validate`` and ``train`` alike: the
+    statistics fitted on the whole training split in memory (``normalize: zca``, ``pca``, ``fancy_pca``) and
+    k-fold cross-validation.
+
+    Raises:
+        RecipeError: at the recipe path of the first of them, when ``cfg.source`` is streamed.
+    """
+    if cfg.source not in STREAMED_SOURCES:
+        return
+    from dlrecipe.build.augment import wants_fancy_pca
+    needs_memory = [(path, what) for path, what, used in (
+        ("data.normalize", "normalize: zca", cfg.normalize == "zca"), ("data.pca", "pca", cfg.pca is not None),
+        ("data.augment", "fancy_pca", wants_fancy_pca(cfg.augment))) if used]
+    if needs_memory:
+        path, what = needs_memory[0]
+        raise RecipeError.one(path, f"Received: {what} with source: {cfg.source}, which is streamed from disk; "
+                              f"{what} is fitted on the whole training split in memory. Fix: convert the data to an "
+                              ".npz (source: npz), or remove it.")
+    if cross_validation > 1:
+        raise RecipeError.one("train.cross_validation", f"Received: cross_validation={cross_validation} with source: "
+                              f"{cfg.source}, which is streamed from disk; k-fold needs the examples in memory. Fix: "
+                              "convert the data to an .npz (source: npz), or remove cross_validation.")
+
+
 def peek(cfg: DataConfig, seed: int | None = None) -> DataInfo:
     """Read the facts about the data from file headers (and ``y_train``).
 

@@ -4,6 +4,10 @@
 schedule) at every step of the run, exactly as the optimizer will, without loading the data: the
 number of training examples comes from file headers and labels (``count_train_examples``).
 
+A run of more than ``MAX_STEPS`` steps is evaluated at a sample of them (``sample_steps``: at most
+``PLOT_POINTS`` spread over the run, plus the first and last step of each epoch in the table), so a
+100,000-epoch recipe plots at once in bounded memory; the table shows at most ``TABLE_ROWS`` epochs.
+
 Example:
     >>> rates = learning_rates(load_recipe(Path("recipes/quickstart.yaml")))
     >>> rates.per_step.shape  # (epochs * steps_per_epoch,)
@@ -26,15 +30,22 @@ from dlrecipe.layers.schedules import EpochSchedule
 from dlrecipe.recipe.loader import LoadedRecipe
 
 
+MAX_STEPS = 100_000    # a run of at most this many steps is evaluated at every step
+PLOT_POINTS = 4_000    # beyond it, at this many steps spread over the run (a plot is ~700 pixels wide) ...
+TABLE_ROWS = 1_000     # ... and the table shows at most this many epochs, spread over the run
+
+
 @dataclass
 class LearningRates:
-    """The learning rate at every optimizer step of a run.
+    """The learning rate at the optimizer steps of a run: every step, or a sample of a very long run.
 
     Attributes:
-        per_step: float64, one value per step, ``epochs * steps_per_epoch`` of them.
+        per_step: float64, the rate at each of ``steps``: ``epochs * steps_per_epoch`` of them, or a sample
+            (``sample_steps``) when the run has more than ``MAX_STEPS`` steps.
         steps_per_epoch, epochs, n_train, batch_size: the run's shape.
         source: what gives the rate, in words (``"cosine schedule"``, ``"adam's default"``, ...).
         notes: what may change the rate at run time (``ReduceLROnPlateau``).
+        steps: the 0-based step of each value of ``per_step`` (None: every step).
     """
 
     per_step: np.ndarray
@@ -44,10 +55,35 @@ class LearningRates:
     batch_size: int
     source: str
     notes: list[str] = field(default_factory=list)
+    steps: np.ndarray | None = None
+
+    @property
+    def step_index(self) -> np.ndarray:
+        return np.arange(len(self.per_step)) if self.steps is None else self.steps
 
     def epoch(self, i: int) -> np.ndarray:
-        """The rates of epoch ``i`` (1-based), one per step."""
-        return self.per_step[(i - 1) * self.steps_per_epoch: i * self.steps_per_epoch]
+        """The rates of epoch ``i`` (1-based): one per step, or those of its steps that were sampled."""
+        if self.steps is None:
+            return self.per_step[(i - 1) * self.steps_per_epoch: i * self.steps_per_epoch]
+        lo, hi = np.searchsorted(self.steps, [(i - 1) * self.steps_per_epoch, i * self.steps_per_epoch])
+        return self.per_step[lo:hi]
+
+
+def table_epochs(epochs: int) -> np.ndarray:
+    """The 1-based epochs the table shows: all of them, or ``TABLE_ROWS`` spread evenly, the first and last."""
+    if epochs <= TABLE_ROWS:
+        return np.arange(1, epochs + 1)
+    return np.unique(np.linspace(1, epochs, TABLE_ROWS).round().astype(np.int64))
+
+
+def sample_steps(total: int, steps_per_epoch: int, epochs: int) -> np.ndarray | None:
+    """The steps to evaluate: None for every step (at most ``MAX_STEPS``), else ``PLOT_POINTS`` spread over the
+    run and the first and last step of each epoch of the table (sorted, unique)."""
+    if total <= MAX_STEPS:
+        return None
+    shown = table_epochs(epochs) - 1
+    return np.unique(np.concatenate([np.linspace(0, total - 1, PLOT_POINTS).round().astype(np.int64),
+                                     shown * steps_per_epoch, (shown + 1) * steps_per_epoch - 1]))
 
 
 def learning_rates(loaded: LoadedRecipe, replicas: int = 1) -> LearningRates:
@@ -85,14 +121,16 @@ def learning_rates(loaded: LoadedRecipe, replicas: int = 1) -> LearningRates:
     if problems:
         raise RecipeError(list({(p.path, p.message): p for p in problems}.values()))
     total = spe * t.epochs
+    sampled = sample_steps(total, spe, t.epochs)
+    at = np.arange(total, dtype=np.int64) if sampled is None else sampled
     if isinstance(rate, EpochSchedule):
-        per_step, source = _evaluate_schedule(rate, total), f"{rate.name} schedule"
+        per_step, source = _evaluate_schedule(rate, at), f"{rate.name} schedule"
     elif isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        per_step, source = _evaluate_schedule(rate, total), f"Keras {type(rate).__name__}"
+        per_step, source = _evaluate_schedule(rate, at), f"Keras {type(rate).__name__}"
     elif rate is not None:
-        per_step, source = np.full(total, float(rate)), "constant"
+        per_step, source = np.full(len(at), float(rate)), "constant"
     else:
-        per_step = np.full(total, float(ops.convert_to_numpy(opt.learning_rate)))
+        per_step = np.full(len(at), float(ops.convert_to_numpy(opt.learning_rate)))
         source = "constant, set in train.optimizer" if _sets_rate(t.optimizer) else \
             f"constant, {type(opt).__name__}'s default"
     notes = []
@@ -107,18 +145,21 @@ def learning_rates(loaded: LoadedRecipe, replicas: int = 1) -> LearningRates:
             notes.append(f"train.callbacks[{i}]: ReduceLROnPlateau may lower the rate further at run time (by "
                          f"factor {cb.get('factor', 0.1)} after {cb.get('patience', 10)} epoch(s) without improvement "
                          f"of {cb.get('monitor', 'val_loss')}); the rates shown are those before any reduction.")
-    return LearningRates(per_step, spe, t.epochs, n_train, t.batch_size, source, notes)
+    return LearningRates(per_step, spe, t.epochs, n_train, t.batch_size, source, notes, sampled)
 
 
 def _sets_rate(optimizer: Any) -> bool:
     return isinstance(optimizer, dict) and "learning_rate" in optimizer
 
 
-def _evaluate_schedule(schedule: Any, total: int) -> np.ndarray:
-    """``schedule(step)`` for steps 0..total-1: vectorized where the schedule allows it."""
-    steps = ops.arange(total, dtype="int32")
+def _evaluate_schedule(schedule: Any, at: np.ndarray | int) -> np.ndarray:
+    """``schedule(step)`` for each step of ``at`` (sorted; an int N: steps 0..N-1), vectorized where the
+    schedule allows it."""
+    at = np.arange(at, dtype=np.int64) if isinstance(at, (int, np.integer)) else np.asarray(at, dtype=np.int64)
+    total = len(at)
+    steps = ops.convert_to_tensor(at.astype(np.int32 if at[-1] < 2**31 else np.int64))
     check = [0, total - 1]
-    expected = [float(ops.convert_to_numpy(schedule(s))) for s in check]
+    expected = [float(ops.convert_to_numpy(schedule(int(at[i])))) for i in check]
     for attempt in (lambda: schedule(steps), lambda: ops.vectorized_map(schedule, steps)):
         try:
             values = np.asarray(ops.convert_to_numpy(attempt()), dtype=np.float64).reshape(-1)
@@ -126,7 +167,7 @@ def _evaluate_schedule(schedule: Any, total: int) -> np.ndarray:
             continue
         if values.shape == (total,) and np.allclose(values[check], expected, rtol=1e-5, atol=1e-12):
             return values
-    return np.array([float(ops.convert_to_numpy(schedule(s))) for s in range(total)])
+    return np.array([float(ops.convert_to_numpy(schedule(int(s)))) for s in at])
 
 
 def print_learning_rates(rates: LearningRates, recipe_name: str, console: Any) -> None:
@@ -136,8 +177,9 @@ def print_learning_rates(rates: LearningRates, recipe_name: str, console: Any) -
     table = Table(title=f"{recipe_name}: learning rate ({rates.source})")
     for column in ("epoch", "first step", "min", "max"):
         table.add_column(column, justify="right")
-    for i in range(1, rates.epochs + 1):
-        values = rates.epoch(i)
+    shown = table_epochs(rates.epochs)
+    for i in shown:
+        values = rates.epoch(int(i))
         low, high = float(values.min()), float(values.max())
         varies = high > low
         table.add_row(str(i), _num(values[0]), _num(low) if varies else "", _num(high) if varies else "")
@@ -145,6 +187,9 @@ def print_learning_rates(rates: LearningRates, recipe_name: str, console: Any) -
     console.print(f"{rates.n_train} training examples, batch size {rates.batch_size}: {rates.steps_per_epoch} "
                   f"steps per epoch, {rates.epochs * rates.steps_per_epoch} steps in {rates.epochs} epochs.",
                   highlight=False)
+    if len(shown) < rates.epochs:
+        console.print(f"The table shows {len(shown)} of the {rates.epochs} epochs, spread evenly; the plot samples "
+                      f"{len(rates.per_step)} of the steps.", highlight=False)
     for note in rates.notes:
         console.print(f"note: {note}", highlight=False)
 
@@ -160,7 +205,7 @@ def plot_learning_rates(rates: LearningRates, recipe_name: str, path: Path) -> N
 
     from dlrecipe.evaluate.plots import save_figure
 
-    x = np.arange(len(rates.per_step)) / rates.steps_per_epoch
+    x = rates.step_index / rates.steps_per_epoch
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(x, rates.per_step, drawstyle="steps-post", linewidth=1.4)

@@ -21,6 +21,7 @@ def build_for_validation(loaded: LoadedRecipe):
     from dlrecipe.data import source as datamod
     from dlrecipe.inspect.init import symmetry_warnings
     recipe = loaded.recipe
+    datamod.check_streamable(recipe.data, recipe.train.cross_validation)  # what train would refuse
     info = datamod.peek(recipe.data, recipe.seed)
     shape = tuple(recipe.model.input_shape or info.input_shape)
     if recipe.model.input_shape and tuple(recipe.model.input_shape) != tuple(info.input_shape):

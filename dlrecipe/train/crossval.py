@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrecipe.data import pipeline, preprocess
+from dlrecipe.data import pipeline, preprocess, source
 from dlrecipe.errors import RecipeError
 from dlrecipe.io import write_json, write_text
 from dlrecipe.train.unit import Unit
@@ -35,10 +35,7 @@ def check(recipe, dataset) -> None:
         RecipeError: streamed data, or fewer training examples than folds.
     """
     if pipeline.is_streamed(dataset):
-        raise RecipeError.one("train.cross_validation", f"Received: cross_validation={recipe.train.cross_validation} "
-                              f"with source: {recipe.data.source}, which is streamed from disk; k-fold needs the "
-                              "examples in memory. Fix: convert the data to an .npz (source: npz), or remove "
-                              "cross_validation.")
+        source.check_streamable(recipe.data, recipe.train.cross_validation)
     k = recipe.train.cross_validation
     n = len(dataset.x_train)
     if k > n:

@@ -1,8 +1,10 @@
 """``train --resume``: which recipe a run resumes with, and the state its model and callbacks go on from.
 
-The model and optimizer come from checkpoints/last.keras, the epoch and the recipe callbacks' counters
-(ReduceLROnPlateau, EarlyStopping and its best weights) from checkpoints/state.json (``dlrecipe.runs``),
-so a resumed run goes on as the uninterrupted run would have. See docs/training.md.
+The model and optimizer come from checkpoints/last.keras, the epoch, the recipe callbacks' counters
+(ReduceLROnPlateau, EarlyStopping and its best weights) and the model's seed generator states from
+checkpoints/state.json (``dlrecipe.runs``); the data order of each epoch depends on (seed, epoch) only
+(``pipeline.epoch_orders``). So a resumed run goes on as the uninterrupted run would have. See
+docs/training.md.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def load_for_resume(run_dir: Path, overrides: list[str]) -> LoadedRecipe:
     if not (run_dir / runs.RECIPE).is_file():
         raise RecipeError.one(str(run_dir), "Not a run folder (no recipe.yaml). Give the folder that "
                               "`dlrecipe train` printed, e.g. runs/<name>/<timestamp>.")
+    runs.check_run_writable(run_dir, runs.CHECKPOINTS)
     stored = load_recipe(run_dir / runs.RECIPE)
     loaded = load_recipe(run_dir / runs.RECIPE, overrides)
     changed = _changed_paths(stored.resolved(), loaded.resolved())
@@ -92,16 +95,51 @@ def _changed_paths(old: Any, new: Any, path: str = "") -> list[str]:
     return [] if old == new else [path]
 
 
-def restore(work_dir: Path) -> tuple[keras.Model, int, list[dict], list[dict | None] | None]:
-    """The checkpoint's model, its epoch, the history rows up to it and the recipe callbacks' counters.
+def restore(work_dir: Path) -> tuple[keras.Model, int, list[dict], list[dict | None] | None, list | None]:
+    """The checkpoint's model, its epoch, the history rows up to it, the recipe callbacks' counters and the
+    model's seed generator states (None in a checkpoint written before they were kept).
 
     Raises:
-        RecipeError: a damaged state.json, checkpoint or history.csv.
+        RecipeError: a damaged state.json, checkpoint or history.csv; a history.csv with fewer rows than
+            the checkpoint's epochs (emptied or cut: resuming would lose them).
     """
     state = runs.read_state(work_dir)
+    path = work_dir / runs.HISTORY
+    rows = runs.read_history(path)[: state["epoch"]]
+    if [r.get("epoch") for r in rows] != list(range(1, state["epoch"] + 1)):
+        have = ", ".join(str(r.get("epoch")) for r in rows) or "none"
+        raise RecipeError.one(str(path), f"The checkpoint has {state['epoch']} finished epoch(s), but history.csv "
+                              f"holds the rows of epochs: {have}. Resumed, the run would lose the missing rows. Fix: "
+                              "put back the history.csv the run wrote, or train the recipe again.")
     model = runs.load_model(work_dir / runs.LAST_CHECKPOINT)
-    rows = runs.read_history(work_dir / runs.HISTORY)[: state["epoch"]]
-    return model, state["epoch"], rows, state.get("callbacks")
+    return model, state["epoch"], rows, state.get("callbacks"), state.get("seed_generators")
+
+
+def _seed_generators(model: keras.Model) -> list:
+    """The model's ``keras.random.SeedGenerator``s (dropout, in-model augmentation), in the model's layer order."""
+    return [sg for layer in model._flatten_layers(include_self=True) for sg in getattr(layer, "_seed_generators", [])]
+
+
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """Each seed generator's state ``[seed, counter]``: Keras saves none of them with the model, and a resumed
+    run that started them afresh would draw the first epoch's dropout masks and augmentations again."""
+    import keras
+    return [[int(v) for v in keras.ops.convert_to_numpy(sg.state.value)] for sg in _seed_generators(model)]
+
+
+def set_seed_states(model: keras.Model, states: list[list[int]], work_dir: Path) -> None:
+    """Give the model's seed generators the states ``seed_states`` kept.
+
+    Raises:
+        RecipeError: a state.json whose count of seed generators is not the model's (a damaged run folder).
+    """
+    import numpy as np
+    generators = _seed_generators(model)
+    if len(generators) != len(states):
+        raise RecipeError.one(str(work_dir / runs.STATE), f"seed_generators: {len(states)} kept, but the checkpoint's "
+                              f"model has {len(generators)}; the run folder is damaged. Train the recipe again.")
+    for sg, state in zip(generators, states):
+        sg.state.assign(np.asarray(state, dtype=sg.state.dtype))
 
 
 def callback_states(callbacks: list[keras.callbacks.Callback]) -> list[dict | None]:

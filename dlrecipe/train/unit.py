@@ -1,7 +1,8 @@
 """Fit one model (a single run, an ensemble member or a cross-validation fold) into its folder.
 
-Every finished epoch is checkpointed atomically (model, history.csv, then state.json, which commits it),
-so Ctrl-C, a NaN loss or an undecodable file leaves a run that ``--resume`` continues. See
+The untrained state and every finished epoch are checkpointed atomically (model, history.csv, then
+state.json, which commits it, with the callbacks' counters and the seed generators' states), so Ctrl-C, a
+NaN loss or an undecodable file leaves a run that ``--resume`` continues as if never stopped. See
 docs/training.md.
 """
 
@@ -96,9 +97,9 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     with rt.scope:
         built = build_all(scaling.scaled(recipe, rt.replicas), info.input_shape, unit.stats, task=info.task,
                           n_classes=info.n_classes, steps_per_epoch=steps)
-        start_epoch, prior, states = 0, [], None
+        start_epoch, prior, states, seed_states = 0, [], None, None
         if resume:
-            model, start_epoch, prior, states = resuming.restore(unit.work_dir)
+            model, start_epoch, prior, states, seed_states = resuming.restore(unit.work_dir)
             if resume_rate is not None:
                 model.optimizer.learning_rate = resume_rate * scaling.factor(cfg, rt.replicas)
         else:
@@ -118,8 +119,13 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     if start_epoch >= recipe.train.epochs:
         raise RecipeError.one(str(run_dir), f"This run already finished its {recipe.train.epochs} epochs. To train "
                               f"longer, resume with --set train.epochs=N (N > {start_epoch}).")
+    # each epoch's order comes from (seed, epoch), so a resumed run sees the batches the uninterrupted run saw
+    inputs = pipeline.fit_inputs(unit.data, recipe.model_copy(update={
+        "seed": unit.seed, "train": recipe.train.model_copy(update={"batch_size": batch})}), info.n_classes,
+        epochs=(start_epoch, recipe.train.epochs))
     on_start(model)
-    watcher = _Watcher(unit.work_dir, prior, unit.chief, tracked=built.callbacks, states=states)
+    watcher = _Watcher(unit.work_dir, prior, unit.chief, tracked=built.callbacks, states=states,
+                       seeds=seed_states)
     callbacks = [*built.callbacks, watcher, keras.callbacks.TerminateOnNaN(), *extra_callbacks]
     if verbose == "line":  # stdout is not a terminal: one plain line per epoch instead of the progress bar
         verbose = 0
@@ -127,8 +133,6 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(unit.work_dir / runs.TENSORBOARD), write_graph=False,
                                                      profile_batch=0))
-    inputs = pipeline.fit_inputs(unit.data, recipe.model_copy(update={
-        "seed": unit.seed, "train": recipe.train.model_copy(update={"batch_size": batch})}), info.n_classes)
     where = f" ({unit.label})" if unit.label else ""
     try:
         with stop_on_sigint(watcher):
@@ -137,16 +141,20 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
         if watcher.interrupted:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
-        raise TrainingStopped(f"Interrupted after {watcher.last_epoch} finished epoch(s){where}. The run keeps them: "
+        kept = "them" if watcher.last_epoch else "its starting state"
+        raise TrainingStopped(f"Interrupted after {watcher.last_epoch} finished epoch(s){where}. The run keeps {kept}: "
                               f"resume with `dlrecipe train --resume {run_dir}`.", run_dir, 130) from None
     except Exception as e:  # a streamed file that cannot be decoded: name it, keep nothing half-written
         error = pipeline.data_error(unit.data, e)
         if error is None:
+            if watcher.last_epoch == 0 and not resume and unit.work_dir == run_dir and unit.chief:
+                runs.remove_run(run_dir)  # failed in its first step: no half-made run folder is left
             raise
         raise _data_stop(error, run_dir, watcher.last_epoch, not resume) from None
     if watcher.nan_epoch is not None:
+        kept = f"epoch {watcher.last_epoch}" if watcher.last_epoch else "its starting state"
         raise TrainingStopped(f"The loss became NaN in epoch {watcher.nan_epoch}{where}; training stopped. The run "
-                              f"keeps epoch {watcher.last_epoch}. Lower the learning rate (or add clipnorm to the "
+                              f"keeps {kept}. Lower the learning rate (or add clipnorm to the "
                               f"optimizer) and resume with `dlrecipe train --resume {run_dir} --set "
                               "train.learning_rate=...`.", run_dir, 1)
     runs.save_model(model, unit.work_dir / runs.MODEL, unit.chief)
@@ -197,10 +205,12 @@ class _Watcher(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir: Path, prior: list[dict[str, Any]], chief: bool = True, *,
-                 tracked: list[keras.callbacks.Callback] = (), states: list[dict | None] | None = None):
+                 tracked: list[keras.callbacks.Callback] = (), states: list[dict | None] | None = None,
+                 seeds: list[list[int]] | None = None):
         super().__init__()
         self.run_dir, self.chief = run_dir, chief
         self.tracked, self.states = list(tracked), states  # the recipe's callbacks, before this one in fit
+        self.seeds = seeds  # the model's seed generators (dropout, augmentation) at the checkpoint
         self.rows = list(prior)
         self.last_epoch = prior[-1]["epoch"] if prior else 0
         self.nan_epoch: int | None = None
@@ -211,6 +221,29 @@ class _Watcher(keras.callbacks.Callback):
         # after the recipe's callbacks reset themselves in their own on_train_begin
         if self.states:
             resuming.set_callback_states(self.tracked, self.states, self.run_dir)
+        if self.seeds is not None:
+            resuming.set_seed_states(self.model, self.seeds, self.run_dir)
+        if self.last_epoch == 0 and not self.rows:
+            # a checkpoint of the untrained state: Ctrl-C or a NaN in the first epoch leaves a run that
+            # --resume starts from epoch 1 (the optimizer is built now, as fit would build it at its first step)
+            if not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self._commit(0)
+
+    def _commit(self, epoch: int) -> None:
+        """Checkpoint the model, then (chief) history.csv, the best weights and state.json, which commits ``epoch``."""
+        # state.json is written last: it commits the epoch. A Ctrl-C between these writes leaves the
+        # previous epoch committed, and resume drops history rows beyond the committed epoch.
+        runs.save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT, self.chief)
+        if not self.chief:
+            return
+        if epoch:
+            runs.write_history(self.run_dir / runs.HISTORY, self.rows)
+        for i, cb in enumerate(self.tracked):  # an EarlyStopping's new best weights
+            if epoch and getattr(cb, "best_weights", None) is not None and getattr(cb, "best_epoch", -1) == epoch - 1:
+                runs.write_best_weights(runs.best_weights_path(self.run_dir, i), cb.best_weights)
+        runs.write_state(self.run_dir, epoch, resuming.callback_states(self.tracked),
+                         resuming.seed_states(self.model))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -231,15 +264,8 @@ class _Watcher(keras.callbacks.Callback):
             return
         logs.pop("learning_rate", None)
         self.rows.append({"epoch": epoch + 1, **logs, "learning_rate": self._lr})
-        # state.json is written last: it commits the epoch. A Ctrl-C between these writes leaves the
-        # previous epoch committed, and resume drops history rows beyond the committed epoch.
-        runs.save_model(self.model, self.run_dir / runs.LAST_CHECKPOINT, self.chief)
+        self._commit(epoch + 1)
         if self.chief:
-            runs.write_history(self.run_dir / runs.HISTORY, self.rows)
-            for i, cb in enumerate(self.tracked):  # an EarlyStopping's new best weights
-                if getattr(cb, "best_weights", None) is not None and getattr(cb, "best_epoch", None) == epoch:
-                    runs.write_best_weights(runs.best_weights_path(self.run_dir, i), cb.best_weights)
-            runs.write_state(self.run_dir, epoch + 1, resuming.callback_states(self.tracked))
             # a model.keras here is from before this epoch (a run resumed to train longer): once the epoch is
             # committed it is outdated, and a run stopped before saving the new one must not pass it off as
             # finished (resume saves the model from the checkpoint when none is there)

@@ -23,7 +23,7 @@ from dlrecipe.build.compile import finalize
 from dlrecipe.data import pipeline
 from dlrecipe.io import write_json
 from dlrecipe.recipe.loader import LoadedRecipe
-from dlrecipe.train.runtime import Runtime
+from dlrecipe.train.runtime import Runtime, seed_everything
 from dlrecipe.tune.results import TRIAL_RECORD
 
 
@@ -75,8 +75,13 @@ class RecipeHyperModel(kt.HyperModel):
             self.trial_recipe(hp)
             return None
         recipe = self.trial_recipe(hp).recipe
+        # Every trial starts from the same state, whatever this process trained before (earlier trials, or
+        # none in a resumed search): a fresh session, the recipe's seeds. So a resumed search scores as the
+        # uninterrupted one (docs/tuning.md).
+        keras.backend.clear_session()
+        seed_everything(recipe.seed, recipe.runtime.deterministic)
         replicas = 1
-        if self.runtime is not None:  # KerasTuner cleared the session before this build
+        if self.runtime is not None:  # the session was cleared: the dtype policy and distribution again
             self.runtime.reapply(recipe.runtime)
             replicas = self.runtime.replicas
         ds, stats = self.dataset(recipe)
@@ -103,7 +108,10 @@ class RecipeHyperModel(kt.HyperModel):
         if self.tracking is not None:
             callbacks += self.tracking.callbacks()
         started = time.perf_counter()
-        inputs = pipeline.fit_inputs(ds, finalize(recipe, ds.info.task, ds.info.n_classes), ds.info.n_classes)
+        # each epoch's order from (seed, epoch): a trial Hyperband continues from initial_epoch sees the
+        # batches of an uninterrupted one
+        inputs = pipeline.fit_inputs(ds, finalize(recipe, ds.info.task, ds.info.n_classes), ds.info.n_classes,
+                                     epochs=(kwargs.get("initial_epoch", 0), epochs))
         self.stopper.check()
         history = model.fit(**inputs, epochs=epochs, callbacks=[self.stopper, *callbacks],
                             verbose=kwargs.pop("verbose", 0), **kwargs)

@@ -89,8 +89,12 @@ def test_two_workers_train_one_run_a_killed_worker_is_reported_and_the_run_resum
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and launcher.poll() is None:
             state = next(out.glob("tiny/*/checkpoints/state.json"), None)
-            if state:
-                break
+            try:  # state.json is written at the start (epoch 0): wait for a finished epoch
+                if state and json.loads(state.read_text())["epoch"] >= 1:
+                    break
+            except (OSError, ValueError):
+                pass
+            state = None
             time.sleep(0.2)
         assert state is not None, launcher.stderr.read() if launcher.poll() is not None else "no epoch in 150 s"
         os.kill(pids[1], signal.SIGKILL)
