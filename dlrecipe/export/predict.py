@@ -10,6 +10,7 @@ nothing is written on an error); segmentation masks go to a folder beside it. Se
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -191,6 +192,7 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
     key = "predictions" if task not in CATEGORICAL else "probabilities"
     total, state = sum(len(s.names) for s in sources), {"done": 0, "seconds": 0.0, "header": False}
     masks = out.parent / f"{out.stem}_masks" if task == "segmentation" else None
+    made = _missing_folders(out.parent)  # removed again on an error: nothing written
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}_masks.")) if masks else None
 
@@ -231,9 +233,13 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
         state["seconds"] = time.perf_counter() - began  # the streaming loop's wall time (decoding included)
         if staging is not None:
             _replace_folder(staging, masks)
+        made = []
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # on an error: the folders this call made, deepest first, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return Written(out, masks, state["done"], state["seconds"])
 
 
@@ -249,6 +255,15 @@ def _rows(task, names, result, top_k, class_names, staging, offset, masks) -> li
         return rows
     values = np.asarray(result["predictions"]).reshape(len(names), -1)
     return [[name, *(f"{v:.7g}" for v in row)] for name, row in zip(names, values)]
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _replace_folder(source: Path, target: Path) -> None:
