@@ -54,7 +54,7 @@ def open_served(target: Path) -> Opened:
         return _open_saved_model(saved)
     run_dir = runs.find_run(target)
     saved = _newest(run_dir / runs.EXPORT / ROOT)
-    return _open_saved_model(saved) if saved is not None else _open_run(run_dir)
+    return _open_saved_model(saved) if saved is not None else _serve_run(run_dir)
 
 
 def _newest(root: Path) -> Path | None:
@@ -103,15 +103,12 @@ def _meta_from_signature(fn) -> dict:
     return {"task": task, "class_names": None, "signature": signature, "resize_images": False}
 
 
-def _open_run(run_dir: Path) -> Opened:
+def _serve_run(run_dir: Path) -> Opened:
     import tensorflow as tf
 
     from dlrecipe.export.saved_model import serving_function
     from dlrecipe.export.verify import verification
-    from dlrecipe.recipe.loader import load_recipe
-    recipe = load_recipe(run_dir / runs.RECIPE).recipe
-    pre = runs.read_json(run_dir / runs.PREPROCESSING)
-    model = runs.load_model(run_dir / runs.MODEL)
+    run_dir, recipe, pre, model = runs.open_run(run_dir)
     names = recipe.export.class_names or pre.get("class_names")
     served = Served(model, tuple(pre["input_shape"]), str(np.dtype(pre["input_dtype"])), np.zeros(0),
                     tabular=pre.get("tabular"))
