@@ -7,7 +7,7 @@ images as PNGs, then interleaves rounds of
   predict:  dlrecipe's streaming loop (`write_predictions`: slicing, the call, top-k rows, the CSV) on an
             .npz holding the same images, and on the PNG folder (decoding included);
 and prints images/s and the ratio predict / baseline (goal >= 0.95 for the .npz). It checks that
-predict's classes are the signature's (exit 1 otherwise). Usage: .venv/bin/python bench/predict.py
+predict's classes are the signature's (exit 1 otherwise). Usage: .venv/bin/python bench/predict.py [--top-k 3]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--tile", type=int, default=10, help="repeat the 1,000 test images this many times")
+    parser.add_argument("--top-k", type=int, default=1, help="predict's --top-k (the rows it formats per batch)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import yaml
@@ -82,7 +83,7 @@ def main() -> int:
         def predicted(paths: list[Path], out: Path) -> float:
             sources = read_inputs(paths, opened.meta["signature"], False)
             t0 = time.perf_counter()
-            write_predictions(opened, sources, out, top_k=1, batch=args.batch)
+            write_predictions(opened, sources, out, top_k=args.top_k, batch=args.batch)
             return time.perf_counter() - t0
 
         baseline()  # warm-up: the first calls trace and allocate
@@ -101,7 +102,8 @@ def main() -> int:
             got_png = [row["class"] for row in csv.DictReader(f)]
         same = got == expected and got_png == expected[:len(x_test)]
         b, n, p = (statistics.median(s) for s in (base_s, npz_s, png_s))
-        print(f"baseline (signature in a loop): {len(x) / b:10,.0f} images/s  ({len(x)} images, batch {args.batch})")
+        print(f"baseline (signature in a loop): {len(x) / b:10,.0f} images/s  ({len(x)} images, batch {args.batch}, "
+              f"top-k {args.top_k}, load {os.getloadavg()[0]:.2f})")
         print(f"predict .npz:                   {len(x) / n:10,.0f} images/s  ratio {b / n:.3f}")
         print(f"predict PNG folder (decoding):  {len(x_test) / p:10,.0f} images/s  ratio "
               f"{(len(x_test) / p) / (len(x) / b):.3f}")
