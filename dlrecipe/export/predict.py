@@ -198,10 +198,6 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}_masks.")) if masks else None
 
-    def timed(x):
-        t0 = time.perf_counter()
-        result = opened.call(x)
-        return result, time.perf_counter() - t0
     began = time.perf_counter()
 
     try:
@@ -210,7 +206,7 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
             writer = csv.writer(f, lineterminator="\n")
 
             def write(source: Batches, start: int, future) -> int:
-                result, seconds = future.result()
+                result = future.result()
                 n = len(result[key])
                 if not state["header"]:
                     width = int(np.prod(result[key].shape[1:])) if task not in CATEGORICAL else 0
@@ -226,7 +222,7 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
             for source in sources:
                 start, pending = 0, None
                 for x in source.batches(batch):
-                    future = pool.submit(timed, x)
+                    future = pool.submit(opened.call, x)
                     if pending is not None:
                         start = write(source, start, pending)
                     pending = future
