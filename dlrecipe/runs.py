@@ -375,3 +375,11 @@ def load_model(path: Path):
                               "or was written by another program; train the run again.") from e
     from dlrecipe.layers.jit import mark_jit_support
     return mark_jit_support(model)
+
+
+def open_run(run: Path) -> tuple[Path, Any, dict, Any]:
+    """``(run_dir, recipe, preprocessing, model)``: ``find_run(run)``, its ``Recipe``, preprocessing.json, model."""
+    from dlrecipe.recipe.loader import load_recipe
+    run_dir = find_run(run)
+    recipe = load_recipe(run_dir / RECIPE).recipe
+    return run_dir, recipe, read_json(run_dir / PREPROCESSING), load_model(run_dir / MODEL)

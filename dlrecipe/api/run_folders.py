@@ -31,16 +31,8 @@ def export(run: Path, formats: list[str]):
     return export_run(run, formats)
 
 
-def _open_run(run: Path):
-    from dlrecipe import runs
-    run_dir = runs.find_run(run)
-    loaded = load_recipe(run_dir / runs.RECIPE)
-    meta = runs.read_json(run_dir / runs.PREPROCESSING)
-    model = runs.load_model(run_dir / runs.MODEL)
-    return run_dir, loaded.recipe, meta, model
-
-
-def _test_split(recipe, run_dir: Path, meta: dict | None = None):
+def load_test_split(recipe, run_dir: Path, meta: dict | None = None):
+    """The run's data loaded again with its seed (csv: its stored encoding); a RecipeError without a test split."""
     from dlrecipe.data import pipeline
     from dlrecipe.train.runtime import seed_everything
     seed_everything(recipe.seed, False)
@@ -65,9 +57,9 @@ def evaluate_run(run: Path, model=None, dataset=None, tta: bool = False, mc_drop
     from dlrecipe.data import pipeline
     from dlrecipe.evaluate.metrics import evaluate, write_report
     if model is None or dataset is None:
-        run_dir, recipe, meta, model = _open_run(run)
+        run_dir, recipe, meta, model = runs.open_run(run)
         runs.check_run_writable(run_dir, runs.PLOTS)
-        ds = _test_split(recipe, run_dir, meta)
+        ds = load_test_split(recipe, run_dir, meta)
     else:
         run_dir = Path(run)
         recipe = load_recipe(run_dir / runs.RECIPE).recipe
@@ -106,14 +98,14 @@ def export_run(run: Path, formats: list[str]):
     from dlrecipe.data import pipeline
     from dlrecipe.export.exporter import export
     from dlrecipe.export.verify import max_abs_diffs
-    run_dir, recipe, meta, model = _open_run(run)
+    run_dir, recipe, meta, model = runs.open_run(run)
     runs.check_run_writable(run_dir, runs.EXPORT)
     allowed = ("saved_model", "keras", "tflite", "onnx")
     for f in formats:
         if f not in allowed:
             from dlrecipe.errors import suggest
             raise RecipeError.one("--format", f"Received: {f!r}. Expected one of {', '.join(allowed)}.{suggest(f, allowed)}")
-    ds = _test_split(recipe, run_dir, meta)
+    ds = load_test_split(recipe, run_dir, meta)
     class_names = recipe.export.class_names or meta.get("class_names")
     if recipe.export.class_names and meta.get("class_names") and len(recipe.export.class_names) != len(meta["class_names"]):
         raise RecipeError.one("export.class_names", f"Received {len(recipe.export.class_names)} names, but the model "

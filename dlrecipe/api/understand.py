@@ -60,9 +60,9 @@ def inspect(run: Path, n: int = 16):
         raise RecipeError.one(str(folder), "Exists and is not a folder. Remove it, then run inspect again.")
     runs.check_writable(folder)
     import_keras_quietly()
-    from dlrecipe.api.run_folders import _open_run, _test_split
+    from dlrecipe.api.run_folders import load_test_split
     from dlrecipe.inspect.trained import inspect_run
-    run_dir, recipe, meta, model = _open_run(run_dir)
-    dataset = _test_split(recipe, run_dir, meta)
+    run_dir, recipe, meta, model = runs.open_run(run_dir)
+    dataset = load_test_split(recipe, run_dir, meta)
     loaded = load_recipe(run_dir / runs.RECIPE)
     return in_recipe(loaded, inspect_run, run_dir, recipe, meta, model, dataset, folder, n=n)

@@ -9,7 +9,6 @@ finite (a diverged loss) is written as ``null``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,14 @@ from dlrecipe.errors import RecipeError
 from dlrecipe.evaluate import segmentation
 from dlrecipe.evaluate.plots import plot_confusion_matrix, plot_curves, save_figure
 from dlrecipe.evaluate.reports import (
+    class_names_for,
     classification_report,
     finite_or_none,
     labels_of,
     predicted_classes,
     regression_report,
 )
-from dlrecipe.io import write_json
+from dlrecipe.io import json_safe, write_json
 from dlrecipe.tasks.segmentation import SEGMENTATION
 
 CLASSIFICATION = "classification"
@@ -85,10 +85,10 @@ def evaluate(model, x_test, y_test, *, task: str, class_names: list[str] | None,
     if task == CLASSIFICATION:
         y_true = labels_of(y)
         y_pred = predicted_classes(predictions)
-        names = _class_names(class_names, predictions, y_true)
+        names = class_names_for(class_names, predictions, y_true)
         metrics.update(classification_report(y_true, y_pred, names))
     elif task == SEGMENTATION:
-        names = _class_names(class_names, predictions.reshape(-1, predictions.shape[-1]), y.reshape(-1))
+        names = class_names_for(class_names, predictions.reshape(-1, predictions.shape[-1]), y.reshape(-1))
         metrics.update(segmentation.report(y, segmentation.predicted_masks(predictions), names))
     else:
         metrics.update(regression_report(y, predictions))
@@ -100,38 +100,12 @@ def _as_float32(x) -> np.ndarray:
     return x if x.dtype == np.float32 else x.astype(np.float32)
 
 
-def _class_names(class_names, predictions, y_true) -> list[str]:
-    n_out = int(np.asarray(predictions).reshape(len(predictions), -1).shape[1])
-    n_classes = max(2 if n_out == 1 else n_out, int(y_true.max()) + 1 if y_true.size else 0)
-    if class_names is None:
-        return [str(i) for i in range(n_classes)]
-    names = [str(c) for c in class_names]
-    if len(names) < n_classes:
-        raise RecipeError.one("data.class_names", f"Received {len(names)} class names, but the model predicts "
-                              f"{n_out} classes and the labels go up to {int(y_true.max())}. Expected "
-                              f"{n_classes} names, one per class in label order; fix the class names.")
-    return names
-
-
 def _plain(value) -> Any:
     """A Keras metric's value as JSON-ready floats (a vector metric, e.g. F1Score, becomes a list)."""
     array = np.asarray(value, dtype=np.float64)
     if array.ndim == 0:
         return finite_or_none(array)
     return [_plain(v) for v in array]
-
-
-def _json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 # --------------------------------------------------------------------------- report files
@@ -153,7 +127,7 @@ def write_report(run_dir: Path, metrics: dict) -> list[Path]:
     """
     run_dir = Path(run_dir)
     written = [run_dir / runs.METRICS]
-    write_json(written[0], _json_safe(metrics))
+    write_json(written[0], json_safe(metrics))
     history = runs.history_columns(run_dir / runs.HISTORY)
     if history and history.get("epoch"):
         path = run_dir / runs.PLOTS / "curves.png"

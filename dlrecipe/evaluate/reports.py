@@ -23,6 +23,24 @@ def labels_of(y) -> np.ndarray:
     return y.reshape(len(y)).astype(np.int64)
 
 
+def class_names_for(class_names, predictions, y_true) -> list[str]:
+    """One name per class: ``class_names`` as strings, or ``"0", "1", ...``; as many as the model and labels need.
+
+    Raises:
+        RecipeError: at ``data.class_names`` when there are fewer names than classes.
+    """
+    n_out = int(np.asarray(predictions).reshape(len(predictions), -1).shape[1])
+    n_classes = max(2 if n_out == 1 else n_out, int(y_true.max()) + 1 if y_true.size else 0)
+    if class_names is None:
+        return [str(i) for i in range(n_classes)]
+    names = [str(c) for c in class_names]
+    if len(names) < n_classes:
+        raise RecipeError.one("data.class_names", f"Received {len(names)} class names, but the model predicts "
+                              f"{n_out} classes and the labels go up to {int(y_true.max())}. Expected "
+                              f"{n_classes} names, one per class in label order; fix the class names.")
+    return names
+
+
 def predicted_classes(probabilities) -> np.ndarray:
     """Argmax over the last axis; one sigmoid column (binary) is thresholded at 0.5."""
     p = np.asarray(probabilities)

@@ -10,6 +10,7 @@ nothing is written on an error); segmentation masks go to a folder beside it. Se
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -53,7 +54,7 @@ def open_served(target: Path) -> Opened:
         return _open_saved_model(saved)
     run_dir = runs.find_run(target)
     saved = _newest(run_dir / runs.EXPORT / ROOT)
-    return _open_saved_model(saved) if saved is not None else _open_run(run_dir)
+    return _open_saved_model(saved) if saved is not None else _serve_run(run_dir)
 
 
 def _newest(root: Path) -> Path | None:
@@ -102,15 +103,12 @@ def _meta_from_signature(fn) -> dict:
     return {"task": task, "class_names": None, "signature": signature, "resize_images": False}
 
 
-def _open_run(run_dir: Path) -> Opened:
+def _serve_run(run_dir: Path) -> Opened:
     import tensorflow as tf
 
     from dlrecipe.export.saved_model import serving_function
     from dlrecipe.export.verify import verification
-    from dlrecipe.recipe.loader import load_recipe
-    recipe = load_recipe(run_dir / runs.RECIPE).recipe
-    pre = runs.read_json(run_dir / runs.PREPROCESSING)
-    model = runs.load_model(run_dir / runs.MODEL)
+    run_dir, recipe, pre, model = runs.open_run(run_dir)
     names = recipe.export.class_names or pre.get("class_names")
     served = Served(model, tuple(pre["input_shape"]), str(np.dtype(pre["input_dtype"])), np.zeros(0),
                     tabular=pre.get("tabular"))
@@ -152,10 +150,15 @@ def classification_rows(names: list[str], out: dict, top_k: int, class_names) ->
         order = np.argsort(-ranked, axis=1, kind="stable")[:, :top_k]
     else:
         order = first[:, None]
-    labels = np.asarray(class_names if class_names else [str(i) for i in range(p.shape[1])], dtype=object)[order]
-    probs = p[rows[:, None], order]
-    return [[name, *(v for pair in zip(label, (f"{q:.6g}" for q in prob)) for v in pair)]
-            for name, label, prob in zip(names, labels, probs)]
+    # One object matrix (input, class, probability, class_2, ...) filled column-wise, then .tolist(): Python
+    # floats format about twice as fast as NumPy scalars, and no per-row generators are made.
+    labels = np.asarray(class_names if class_names else [str(i) for i in range(p.shape[1])], dtype=object)
+    cells = np.empty((len(names), 1 + 2 * order.shape[1]), dtype=object)
+    cells[:, 0] = names
+    cells[:, 1::2] = labels[order]
+    probs = [f"{q:.6g}" for q in p[rows[:, None], order].ravel().tolist()]
+    cells[:, 2::2] = np.asarray(probs, dtype=object).reshape(order.shape)
+    return cells.tolist()
 
 
 def _mask_png(ids: np.ndarray) -> bytes:
@@ -191,13 +194,10 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
     key = "predictions" if task not in CATEGORICAL else "probabilities"
     total, state = sum(len(s.names) for s in sources), {"done": 0, "seconds": 0.0, "header": False}
     masks = out.parent / f"{out.stem}_masks" if task == "segmentation" else None
+    made = _missing_folders(out.parent)  # removed again on an error: nothing written
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}_masks.")) if masks else None
 
-    def timed(x):
-        t0 = time.perf_counter()
-        result = opened.call(x)
-        return result, time.perf_counter() - t0
     began = time.perf_counter()
 
     try:
@@ -206,7 +206,7 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
             writer = csv.writer(f, lineterminator="\n")
 
             def write(source: Batches, start: int, future) -> int:
-                result, seconds = future.result()
+                result = future.result()
                 n = len(result[key])
                 if not state["header"]:
                     width = int(np.prod(result[key].shape[1:])) if task not in CATEGORICAL else 0
@@ -222,7 +222,7 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
             for source in sources:
                 start, pending = 0, None
                 for x in source.batches(batch):
-                    future = pool.submit(timed, x)
+                    future = pool.submit(opened.call, x)
                     if pending is not None:
                         start = write(source, start, pending)
                     pending = future
@@ -231,9 +231,13 @@ def write_predictions(opened: Opened, sources: list[Batches], out: Path, *, top_
         state["seconds"] = time.perf_counter() - began  # the streaming loop's wall time (decoding included)
         if staging is not None:
             _replace_folder(staging, masks)
+        made = []
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # on an error: the folders this call made, deepest first, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return Written(out, masks, state["done"], state["seconds"])
 
 
@@ -248,7 +252,16 @@ def _rows(task, names, result, top_k, class_names, staging, offset, masks) -> li
             rows.append([name, str(Path(masks.name) / file)])
         return rows
     values = np.asarray(result["predictions"]).reshape(len(names), -1)
-    return [[name, *(f"{v:.7g}" for v in row)] for name, row in zip(names, values)]
+    return [[name, *(f"{v:.7g}" for v in row)] for name, row in zip(names, values.tolist())]
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _replace_folder(source: Path, target: Path) -> None:

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 
 from dlrecipe.evaluate.plots import save_figure
-from dlrecipe.evaluate.reports import labels_of, predicted_classes
+from dlrecipe.evaluate.reports import class_names_for, labels_of, predicted_classes
 from dlrecipe.inspect import interpret, pictures
 from dlrecipe.inspect.init import activation_name, ever_active
-from dlrecipe.io import write_json
+from dlrecipe.io import json_safe, write_json
 
 RELU_FAMILY = ("relu", "relu6", "leaky_relu")
 FILTERS, OCCLUSION, MAX_ACTIVATING, TOP_LOSSES, REPORT = (
@@ -52,8 +52,7 @@ class Inspection:
     seconds: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
-        from dlrecipe.evaluate.metrics import _json_safe  # JSON has no NaN: a diverged model's values become null
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))  # JSON has no NaN: a diverged model's values become null
 
 
 def inspect_run(run_dir: Path, recipe, meta: dict, model: keras.Model, dataset, folder: Path,
@@ -63,8 +62,6 @@ def inspect_run(run_dir: Path, recipe, meta: dict, model: keras.Model, dataset, 
     Raises:
         RecipeError: the test split does not match the model (as ``evaluate`` raises it).
     """
-    from dlrecipe.evaluate.metrics import _class_names
-
     began = time.perf_counter()
     task, batch = meta["task"], recipe.train.batch_size
     x, y = _test_arrays(dataset, recipe, meta)
@@ -78,7 +75,7 @@ def inspect_run(run_dir: Path, recipe, meta: dict, model: keras.Model, dataset, 
     images = x.ndim == 4
     names = None
     if task == "classification":
-        names = _class_names(meta.get("class_names"), predictions, labels_of(y))
+        names = class_names_for(meta.get("class_names"), predictions, labels_of(y))
         report = interpret.confusion(predictions, y, names)
         found.accuracy = report["accuracy"]
         found.most_confused = interpret.most_confused(report["confusion_matrix"]["matrix"], names)

@@ -93,15 +93,17 @@ def test_predict_on_an_export_folder(run, tmp_path):
     assert [r["input"] for r in read_csv(out)] == [str(run["pngs"][0])]
 
 
-@pytest.mark.parametrize("case", ["size", "shape", "garbage", "missing", "csv", "keys", "scaled", "top_k"])
+@pytest.mark.parametrize("case", ["size", "shape", "garbage", "missing", "csv", "keys", "scaled", "top_k",
+                                  "not_npz"])
 def test_bad_input_exits_2_naming_the_file_and_writes_nothing(run, tmp_path, case):
     bad = {"size": tmp_path / "big.png", "shape": tmp_path / "shape.npz", "garbage": tmp_path / "broken.png",
            "missing": tmp_path / "nope.png", "csv": tmp_path / "rows.csv", "keys": tmp_path / "keys.npz",
-           "scaled": tmp_path / "scaled.npz", "top_k": run["folder"] / "new.npz"}[case]
+           "scaled": tmp_path / "scaled.npz", "top_k": run["folder"] / "new.npz",
+           "not_npz": tmp_path / "broken.npz"}[case]
     expected = {"size": "Expected 8x8", "shape": "Expected (n, 8, 8, 1)", "garbage": "cannot be read as an image",
                 "missing": "does not exist", "csv": "takes arrays of shape (batch, 8, 8, 1) uint8",
                 "keys": "Expected an array named x or x_test", "scaled": "not whole numbers in [0, 255]",
-                "top_k": "at most 3"}[case]
+                "top_k": "at most 3", "not_npz": "is not an .npz (zip) archive"}[case]
     if case == "size":
         Image.fromarray(np.zeros((9, 8), np.uint8)).save(bad)
     elif case == "shape":
@@ -112,6 +114,8 @@ def test_bad_input_exits_2_naming_the_file_and_writes_nothing(run, tmp_path, cas
         bad.write_text("a,b\n1,2\n")
     elif case == "keys":
         np.savez(bad, images=np.zeros((2, 8, 8, 1), np.uint8))
+    elif case == "not_npz":
+        bad.write_bytes(b"PK\x03\x04 not really")
     elif case == "scaled":
         np.savez(bad, x=np.full((2, 8, 8, 1), 0.5, np.float32))
     out = tmp_path / "out" / "preds.csv"
