@@ -206,7 +206,24 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary(results: list[dict[str, Any]]) -> str:
+    """One line per check of every experiment: predicted and measured order (with the means), result, wall time."""
+    lines = ["| experiment | metric | predicted (lowest first) | measured: mean ± std | result | wall |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        for c in r["checks"]:
+            predicted = " < ".join("{" + ", ".join(t) + "}" for t in c["predicted"])
+            measured = ", ".join(f"{k} {fmt(c['values'][k]).split(' (')[0]}" for k in c["measured"])
+            lines.append(f"| [{r['topic']}]({r['topic']}/README.md) | `{c['metric']}` | {predicted} | {measured} | "
+                         f"{verdict(c)} | {r['seconds']:.0f} s |")
+    total = sum(r["seconds"] for r in results)
+    lines.append(f"\nTotal wall time {total / 60:.1f} min (`--seeds {results[0]['seeds']}`, on a shared 2-core machine)."
+                 if results else "")
+    return "\n".join(lines)
+
+
 def update_readme(topic: str, text: str) -> None:
+    """Replace the measured block of experiments/<topic>/README.md (``""``: experiments/README.md)."""
     readme = EXPERIMENTS / topic / "README.md"
     body = readme.read_text()
     block = f"{BEGIN}\n{text}\n{END}"
@@ -225,7 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, help="override the searches' trials (a smoke test)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/dlrecipe-experiments"))
     parser.add_argument("--update-readmes", action="store_true", help="write the measured tables into READMEs")
+    parser.add_argument("--from-results", type=Path, help="only print (and --update-readmes) a results.json")
     args = parser.parse_args(argv)
+    if args.from_results:
+        results = json.loads(args.from_results.read_text())
+        for r in results:
+            print(markdown(r))
+            if args.update_readmes:
+                update_readme(r["topic"], markdown(r))
+        print(summary(results))
+        if args.update_readmes and results:
+            update_readme("", summary(results))
+        return 0
     topics = args.only.split(",") if args.only else ORDER
     sys.path.insert(0, str(Path(__file__).parent))
     from common import find_dlrecipe
@@ -249,13 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "results.json").write_text(json.dumps(results, indent=1))
             if args.update_readmes:
                 update_readme(topic, markdown(result))
-    print("\n| experiment | check | predicted (lowest first) | measured | result | wall |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        for c in r["checks"]:
-            predicted = " < ".join("{" + ", ".join(t) + "}" for t in c["predicted"])
-            print(f"| {r['topic']} | {c['metric']} | {predicted} | {', '.join(c['measured'])} | {verdict(c)} "
-                  f"| {r['seconds']:.0f} s |")
+    print("\n" + summary(results))
+    if args.update_readmes and results:
+        update_readme("", summary(results))
     print(f"results: {args.out / 'results.json'}; commands and their output: {args.out / 'commands.log'}")
     return 1 if failed else 0
 
