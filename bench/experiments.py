@@ -176,11 +176,11 @@ def best_trial(folder: Path) -> float:
 
 # --- output ---------------------------------------------------------------------------------------------
 
-def fmt(v: dict[str, Any] | None) -> str:
+def fmt(v: dict[str, Any] | None, digits: int = 4) -> str:
     if not v or v.get("mean") is None:
         return "—"
-    std = "" if v.get("std") is None else f" ± {v['std']:.4f}"
-    return f"{v['mean']:.4f}{std} (n={v['n']})"
+    std = "" if v.get("std") is None else f" ± {v['std']:.{digits}f}"
+    return f"{v['mean']:.{digits}f}{std} (n={v['n']})"
 
 
 def verdict(check: dict[str, Any]) -> str:
@@ -195,7 +195,7 @@ def markdown(result: dict[str, Any]) -> str:
     cols = names + extra
     lines = ["| variant | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 1)]
     for label, values in result["metrics"].items():
-        lines.append(f"| {label} | " + " | ".join(fmt(values.get(c)) for c in cols) + " |")
+        lines.append(f"| {label} | " + " | ".join(fmt(values.get(c), 1 if c == "epochs" else 4) for c in cols) + " |")
     lines.append("")
     for c in result["checks"]:
         tiers = " < ".join("{" + ", ".join(t) + "}" for t in c["predicted"]) if "predicted" in c else ""
@@ -213,7 +213,8 @@ def summary(results: list[dict[str, Any]]) -> str:
     for r in results:
         for c in r["checks"]:
             predicted = " < ".join("{" + ", ".join(t) + "}" for t in c["predicted"])
-            measured = ", ".join(f"{k} {fmt(c['values'][k]).split(' (')[0]}" for k in c["measured"])
+            digits = 1 if c["metric"] == "epochs" else 4
+            measured = ", ".join(f"{k} {fmt(c['values'][k], digits).split(' (')[0]}" for k in c["measured"])
             lines.append(f"| [{r['topic']}]({r['topic']}/README.md) | `{c['metric']}` | {predicted} | {measured} | "
                          f"{verdict(c)} | {r['seconds']:.0f} s |")
     total = sum(r["seconds"] for r in results)
