@@ -48,6 +48,8 @@ EXPERIMENTS = ROOT / "experiments"
 ORDER = ["initialization", "dropout", "batch_norm", "optimizers", "schedules", "augmentation", "regularization",
          "early_stopping", "ensemble", "search"]
 GAP = "gap_accuracy"
+DIVERGED = "loss became NaN"          # train's message when it stops on a NaN loss (exit 1)
+DIVERGED_SEEDS = "diverged_seeds"
 BEGIN, END = "<!-- measured: bench/experiments.py -->", "<!-- /measured -->"
 
 
@@ -132,14 +134,23 @@ def run_experiment(topic: str, args, dlrecipe: str, log) -> dict[str, Any]:
     metrics: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
     if kind == "train":
-        labels = {}
+        labels, diverged = {}, {}
         for variant in spec["variants"]:
             folder = out / stem(variant)
-            sh([dlrecipe, "train", f"experiments/{topic}/{variant}", "--seeds", str(args.seeds), "--evaluate",
-                "--out", str(folder), "-q", *sets], log)
+            try:
+                sh([dlrecipe, "train", f"experiments/{topic}/{variant}", "--seeds", str(args.seeds), "--evaluate",
+                    "--out", str(folder), "-q", *sets], log)
+            except RuntimeError as e:
+                if DIVERGED not in str(e):
+                    raise
+                # a measurement, not a failure: train --seeds stops at the NaN (exit 1) before --evaluate;
+                # evaluate the seeds that finished, and count the others as diverged
+                diverged[stem(variant)] = evaluate_finished(only_child(folder), args.seeds, dlrecipe, log)
             labels[str(only_child(folder).resolve())] = stem(variant)
         shown = sh([dlrecipe, "compare", *labels, "--json", "--out", str(out / "compare")], log)
         metrics = metrics_from_compare(json.loads(shown), labels)
+        for label in metrics:
+            metrics[label][DIVERGED_SEEDS] = {"mean": diverged.get(label, 0), "std": None, "n": args.seeds}
     elif kind == "ensemble":
         for variant in spec["variants"]:
             folder = out / stem(variant)
@@ -163,6 +174,15 @@ def run_experiment(topic: str, args, dlrecipe: str, log) -> dict[str, Any]:
     checks = [check_order(metrics, c) for c in spec["checks"]]
     return {"topic": topic, "prediction": spec["prediction"], "metrics": metrics, "checks": checks,
             "seconds": time.perf_counter() - started}
+
+
+def evaluate_finished(group: Path, seeds: int, dlrecipe: str, log) -> int:
+    """Evaluate the seeds of a group that finished; the number of seeds that did not (a NaN loss, not trained)."""
+    finished = [run for run in runs.group_runs(group) if (run / runs.MODEL).is_file()]
+    for run in finished:
+        if not (run / runs.METRICS).is_file():
+            sh([dlrecipe, "evaluate", str(run)], log)
+    return seeds - len(finished)
 
 
 def best_trial(folder: Path) -> float:
@@ -190,12 +210,13 @@ def verdict(check: dict[str, Any]) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """The measured table of one experiment, as its README shows it."""
     names = list(dict.fromkeys(c["metric"] for c in result["checks"]))
-    extra = [m for m in ("test_accuracy", "epochs") if m not in names and any(
+    extra = [m for m in ("test_accuracy", "epochs", DIVERGED_SEEDS) if m not in names and any(
         m in v for v in result["metrics"].values())]
     cols = names + extra
     lines = ["| variant | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 1)]
     for label, values in result["metrics"].items():
-        lines.append(f"| {label} | " + " | ".join(fmt(values.get(c), 1 if c == "epochs" else 4) for c in cols) + " |")
+        lines.append(f"| {label} | " + " | ".join(fmt(values.get(c), 1 if c == "epochs" else 4) if c != DIVERGED_SEEDS
+                                                    else f"{values[c]['mean']} of {values[c]['n']}" for c in cols) + " |")
     lines.append("")
     for c in result["checks"]:
         tiers = " < ".join("{" + ", ".join(t) + "}" for t in c["predicted"]) if "predicted" in c else ""
