@@ -11,7 +11,8 @@ a form this script checks:
         ascending: [[p05], [p02], [base]]   # or gap_accuracy: the last epoch's accuracy - val_accuracy
 
 ``ascending`` lists tiers of variants (recipe stems), lowest value first: the prediction holds when every
-variant's mean is below the mean of every variant of a later tier (no order within a tier). Each variant is
+variant's mean is below the mean of every variant of a later tier (no order within a tier); "within noise" is
+added when two of those means differ by less than the larger of their standard deviations. Each variant is
 trained as a user would, ``dlrecipe train RECIPE --seeds N --evaluate`` (``kind: ensemble``: ``dlrecipe train
 RECIPE --evaluate``, an ensemble cannot take --seeds; ``kind: tune``: ``dlrecipe tune RECIPE --set seed=S`` per
 seed), then ``dlrecipe compare ... --json`` gives mean ± std per variant; nothing is aggregated here
@@ -79,9 +80,12 @@ def check_order(metrics: dict[str, dict[str, Any]], check: dict[str, Any]) -> di
     measured = sorted((label for label in values if label not in missing), key=lambda k: values[k]["mean"])
     if missing:
         return {"metric": name, "matched": None, "measured": measured, "values": values, "missing": missing}
-    matched = all(values[a]["mean"] < values[b]["mean"]
-                  for i, low in enumerate(tiers) for high in tiers[i + 1:] for a in low for b in high)
-    return {"metric": name, "matched": matched, "measured": measured, "values": values}
+    pairs = [(a, b) for i, low in enumerate(tiers) for high in tiers[i + 1:] for a in low for b in high]
+    matched = all(values[a]["mean"] < values[b]["mean"] for a, b in pairs)
+    # clear: every predicted pair's means differ by more than the larger of their two stds
+    clear = all(abs(values[b]["mean"] - values[a]["mean"]) > max(values[a]["std"] or 0, values[b]["std"] or 0)
+                for a, b in pairs)
+    return {"metric": name, "matched": matched, "clear": clear, "measured": measured, "values": values}
 
 
 def metrics_from_compare(compare_json: dict[str, Any], labels: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -204,7 +208,9 @@ def fmt(v: dict[str, Any] | None, digits: int = 4) -> str:
 
 
 def verdict(check: dict[str, Any]) -> str:
-    return {True: "matched", False: "NOT matched", None: "not measured"}[check["matched"]]
+    """matched / NOT matched, "within noise" where a predicted pair's means differ by less than a std."""
+    said = {True: "matched", False: "NOT matched", None: "not measured"}[check["matched"]]
+    return said + (" (within noise)" if check["matched"] is not None and not check.get("clear", True) else "")
 
 
 def markdown(result: dict[str, Any]) -> str:

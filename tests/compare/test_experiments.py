@@ -129,7 +129,7 @@ def _history(folder: Path, accuracy: float, val_accuracy: float) -> str:
 def _compare_json(tmp_path: Path) -> tuple[dict, dict]:
     """compare.json of three seed groups (2 seeds each), as `dlrecipe compare --json` prints it."""
     rows, labels = [], {}
-    for label, test, acc, val in (("base", 0.80, 0.99, 0.80), ("p02", 0.83, 0.95, 0.82), ("p05", 0.82, 0.90, 0.83)):
+    for label, test, acc, val in (("base", 0.80, 0.99, 0.80), ("p02", 0.83, 0.95, 0.82), ("p05", 0.825, 0.90, 0.83)):
         group = tmp_path / f"dropout-{label}" / "20261203-000000"
         members = [_history(group / f"seed-{s}", acc + d, val) for s, d in ((42, 0.0), (43, 0.004))]
         rows.append({"label": f"dropout-{label}/20261203-000000", "runs": members, "group": str(group),
@@ -148,13 +148,15 @@ def test_the_check_matches_a_predicted_ordering_and_reports_one_that_is_not(tmp_
     gap = bench.check_order(metrics, {"metric": "gap_accuracy", "ascending": [["p05.yaml"], ["p02"], ["base"]]})
     assert gap["matched"] is True and gap["measured"] == ["p05", "p02", "base"]
     tiers = bench.check_order(metrics, {"metric": "test_accuracy", "ascending": [["base"], ["p02", "p05"]]})
-    assert tiers["matched"] is True  # no order within a tier
+    assert tiers["matched"] is True and tiers["clear"] is True  # no order within a tier
+    assert bench.verdict(tiers) == "matched"
     wrong = bench.check_order(metrics, {"metric": "test_accuracy", "ascending": [["base"], ["p02"], ["p05"]]})
     assert wrong["matched"] is False and wrong["measured"] == ["base", "p05", "p02"]
+    assert bench.verdict(wrong) == "NOT matched (within noise)"  # p02 - p05 = 0.005, below their std 0.01
     assert bench.check_order(metrics, {"metric": "test_loss", "ascending": [["base"], ["p05"]]})["matched"] is None
     result = {"topic": "dropout", "metrics": metrics, "seconds": 12.0, "seeds": 2,
               "checks": [{**wrong, "predicted": [["base"], ["p02"], ["p05"]]}]}
     table = bench.markdown(result)
     assert "| p02 | 0.8300 ± 0.0100 (n=2) |" in table and "**NOT matched**" in table
     line = bench.summary([result]).splitlines()[2]
-    assert "{base} < {p02} < {p05}" in line and "base 0.8000 ± 0.0100, p05 0.8200" in line and "NOT matched" in line
+    assert "{base} < {p02} < {p05}" in line and "base 0.8000 ± 0.0100, p05 0.8250" in line and "NOT matched" in line
