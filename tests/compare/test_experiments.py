@@ -157,6 +157,6 @@ def test_the_check_matches_a_predicted_ordering_and_reports_one_that_is_not(tmp_
     result = {"topic": "dropout", "metrics": metrics, "seconds": 12.0, "seeds": 2,
               "checks": [{**wrong, "predicted": [["base"], ["p02"], ["p05"]]}]}
     table = bench.markdown(result)
-    assert "| p02 | 0.8300 ± 0.0100 (n=2) |" in table and "**NOT matched**" in table
+    assert "| p02 | 0.8300 ± 0.0100 (n=2) |" in table and "**NOT matched (within noise)**" in table
     line = bench.summary([result]).splitlines()[2]
     assert "{base} < {p02} < {p05}" in line and "base 0.8000 ± 0.0100, p05 0.8250" in line and "NOT matched" in line
