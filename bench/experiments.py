@@ -88,6 +88,12 @@ def check_order(metrics: dict[str, dict[str, Any]], check: dict[str, Any]) -> di
     return {"metric": name, "matched": matched, "clear": clear, "measured": measured, "values": values}
 
 
+def checked(metrics: dict[str, dict[str, Any]], spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every check of a predict.yaml on the measured metrics, each with its ``predicted`` tiers."""
+    return [{**check_order(metrics, c), "predicted": [[stem(v) for v in tier] for tier in c["ascending"]]}
+            for c in spec["checks"]]
+
+
 def metrics_from_compare(compare_json: dict[str, Any], labels: dict[str, str]) -> dict[str, dict[str, Any]]:
     """compare.json's metrics by variant: ``labels`` maps a row's group (or single run) folder to its label.
 
@@ -175,7 +181,7 @@ def run_experiment(topic: str, args, dlrecipe: str, log) -> dict[str, Any]:
                     str(folder), "-q", *trials, *sets], log)
                 best.append(best_trial(folder))
             metrics[stem(variant)] = {"best_val_accuracy": runs.summarize(best)}
-    checks = [check_order(metrics, c) for c in spec["checks"]]
+    checks = checked(metrics, spec)
     return {"topic": topic, "prediction": spec["prediction"], "metrics": metrics, "checks": checks,
             "seconds": time.perf_counter() - started}
 
@@ -274,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_results:
         results = json.loads(args.from_results.read_text())
-        for r in results:
+        for r in results:  # checked again: predict.yaml may have been corrected since
+            r["checks"] = checked(r["metrics"], load_spec(r["topic"]))
             print(markdown(r))
             if args.update_readmes:
                 update_readme(r["topic"], markdown(r))
@@ -298,8 +305,6 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(topic)
                 continue
             result["seeds"] = args.seeds
-            for c, given in zip(result["checks"], load_spec(topic)["checks"]):
-                c["predicted"] = [[stem(v) for v in tier] for tier in given["ascending"]]
             results.append(result)
             print(markdown(result), flush=True)
             (args.out / "results.json").write_text(json.dumps(results, indent=1))
