@@ -171,8 +171,8 @@ def run_experiment(topic: str, args, dlrecipe: str, log) -> dict[str, Any]:
             if test.get("members"):
                 metrics["members"] = {"test_accuracy": runs.summarize([m["accuracy"] for m in test["members"]])}
     elif kind == "tune":
-        # 100 apart: KerasTuner's random oracle draws trial i with seed + i, so consecutive seeds would share
-        # most of their draws (seeds 42 and 44 shared 8 of 9 learning rates)
+        # 100 apart: KerasTuner's random oracle draws each value with a seed counting up from the recipe's
+        # (two per trial here), so nearby seeds share most of their draws (42 and 44 shared 8 of 9 rates)
         seeds = [42 + 100 * i for i in range(args.seeds)]
         for variant in spec["variants"]:
             best = []
