@@ -74,3 +74,21 @@ def test_a_broken_image_is_found_before_anything_is_written(cli, tmp_path, damag
     assert result.exit_code == 2, result.stdout
     assert f"{folder / 'b' / '4.png'}, which cannot" in result.stderr and "nothing was written" in result.stderr
     assert not out.exists(), (result.stderr, sorted(out.rglob("*")))
+
+
+def test_missing_fashion_mnist_files_are_blamed_on_data_source_with_the_package_and_folder(cli, tmp_path,
+                                                                                            monkeypatch):
+    from dlrecipe.data.sources import idx
+    monkeypatch.setattr(idx, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr(idx, "PROJECT_ROOT", tmp_path / "clone")
+    recipe = recipe_dict(tmp_path / "unused.npz", data={"source": "fashion_mnist", "validation_split": 0.1})
+    del recipe["data"]["path"]
+    result = cli("validate", write_yaml(tmp_path / "fm.yaml", recipe))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: data.source (")  # the recipe has no data.path to blame
+    assert "dataset-fashion-mnist" in result.stderr and str(tmp_path / "clone" / "data" / "fashion-mnist") \
+        in result.stderr and "recipes/quickstart.yaml" in result.stderr
+    # With data.path set, the problem is that folder.
+    recipe["data"]["path"] = str(tmp_path / "elsewhere")
+    result = cli("validate", write_yaml(tmp_path / "fm.yaml", recipe))
+    assert result.exit_code == 2 and result.stderr.startswith("error: data.path (")
