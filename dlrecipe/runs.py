@@ -155,6 +155,17 @@ def read_json(path: Path) -> Any:
         raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
 
 
+def read_preprocessing(run_dir: Path) -> dict[str, Any]:
+    """preprocessing.json, checked to be an object naming a known ``task``; else RecipeError naming the file."""
+    path, tasks = Path(run_dir) / PREPROCESSING, ("classification", "regression", "segmentation")
+    meta = read_json(path)
+    if not isinstance(meta, dict) or meta.get("task") not in tasks:
+        got = "no object" if not isinstance(meta, dict) else f"task={meta['task']!r}" if "task" in meta else "no task"
+        raise RecipeError.one(str(path), f"Received {got}. Expected an object whose 'task' is one of {', '.join(tasks)}"
+                              " (written by `dlrecipe train`); the run folder is damaged. Train it again.")
+    return meta
+
+
 def remove_run(run_dir: Path) -> None:
     """Delete a run folder and everything in it (a run that failed before its first epoch)."""
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -167,10 +178,13 @@ def _history_table(path: Path) -> tuple[list[str], list[list[str]]] | None:
     """history.csv's header and its non-empty rows of cells, or None when there is no file."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+            text = f.read()
+        if "\x00" in text:  # valid UTF-8, yet no CSV dlrecipe writes holds a NUL: binary garbage
+            raise csv.Error("it holds NUL characters, so it is not a CSV file")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise RecipeError.one(str(path), f"Unreadable ({e}); the run folder is damaged. Train it again.") from None
     if not rows or "epoch" not in rows[0]:
         raise RecipeError.one(str(path), f"Received header {rows[0] if rows else 'none'}. Expected a CSV whose "
@@ -382,4 +396,4 @@ def open_run(run: Path) -> tuple[Path, Any, dict, Any]:
     from dlrecipe.recipe.loader import load_recipe
     run_dir = find_run(run)
     recipe = load_recipe(run_dir / RECIPE).recipe
-    return run_dir, recipe, read_json(run_dir / PREPROCESSING), load_model(run_dir / MODEL)
+    return run_dir, recipe, read_preprocessing(run_dir), load_model(run_dir / MODEL)

@@ -12,17 +12,35 @@ from dlrecipe.recipe.loader import load_recipe
 
 
 def evaluate(run: Path, model: Any = None, dataset: Any = None, *, tta: bool = False, mc_dropout: int | None = None):
-    """Evaluate the run on its test split: ``(run_dir, metrics, written files)``.
+    """Evaluate the run on its test split: ``(run_dir, metrics, written files, note)``.
 
     ``model`` and ``dataset``, when given (``train --evaluate``), are the ones training just used.
     ``tta`` / ``mc_dropout`` add test-time averaging (``evaluate.tta``): ``metrics["tta"]``, ...
+    ``note`` says which run was taken when ``run`` is ``runs/<name>`` and newer runs there are unfinished, else None.
 
     Example:
-        >>> run_dir, metrics, written = evaluate(Path("runs/quickstart"))
+        >>> run_dir, metrics, written, note = evaluate(Path("runs/quickstart"))
         >>> metrics["accuracy"]
     """
     import_keras_quietly()
-    return evaluate_run(run, model=model, dataset=dataset, tta=tta, mc_dropout=mc_dropout)
+    run_dir, metrics, written = evaluate_run(run, model=model, dataset=dataset, tta=tta, mc_dropout=mc_dropout)
+    return run_dir, metrics, written, chosen_note(Path(run), run_dir)
+
+
+def chosen_note(given: Path, run_dir: Path) -> str | None:
+    """Why ``run_dir`` was taken for ``runs/<name>`` when newer runs there have no model (unfinished), or None."""
+    from dlrecipe import runs
+    if given.resolve() == Path(run_dir).resolve() or not given.is_dir():
+        return None
+    newer = sorted(p for p in given.iterdir() if p.name > Path(run_dir).name and (p / runs.RECIPE).is_file()
+                   and not (p / runs.MODEL).exists())
+    if not newer:
+        return None
+    one = len(newer) == 1
+    names = ", ".join(p.name for p in newer)
+    return (f"Took {run_dir}, the newest run in {given} with a {runs.MODEL}: the newer run{'' if one else 's'} "
+            f"{names} {'has' if one else 'have'} none yet "
+            f"(unfinished: still training, stopped or failed; `dlrecipe train --resume {newer[-1]}` finishes it).")
 
 
 def export(run: Path, formats: list[str]):
@@ -63,7 +81,7 @@ def evaluate_run(run: Path, model=None, dataset=None, tta: bool = False, mc_drop
     else:
         run_dir = Path(run)
         recipe = load_recipe(run_dir / runs.RECIPE).recipe
-        meta = runs.read_json(run_dir / runs.PREPROCESSING)
+        meta = runs.read_preprocessing(run_dir)
         ds = dataset
         if not pipeline.has_test(ds):
             raise _no_test_split(run_dir)

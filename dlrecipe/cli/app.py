@@ -19,7 +19,17 @@ RECIPE = typer.Argument(..., metavar="RECIPE", help="The recipe YAML file.")
 RUN = typer.Argument(..., metavar="RUN", help="A run folder, or runs/<name> for its newest run.")
 SETS = typer.Option([], "--set", help="Override a recipe value: --set train.epochs=5 --set model.layers[0].filters=64.",
                     metavar="PATH=VALUE")
-OUT = typer.Option(Path("runs"), "--out", help="Folder that holds the run folders.")
+
+
+def _out_folder(value) -> Path:
+    """``--out``: refused when empty (``Path("")`` is the current folder, where runs would land unasked)."""
+    if not str(value).strip():
+        raise typer.BadParameter("Received an empty folder, which would put run folders in the current folder. "
+                                 "Give a folder, e.g. --out runs (or --out . to mean the current folder).")
+    return Path(value)
+
+
+OUT = typer.Option(Path("runs"), "--out", parser=_out_folder, metavar="PATH", help="Folder that holds the run folders.")
 MLFLOW = typer.Option(False, "--mlflow", help="Log params, metrics per epoch and the run folder to MLflow "
                       "(MLFLOW_TRACKING_URI, else <out>/mlflow.db). Needs pip install -e '.[mlflow]'.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line (no progress, no tables).")

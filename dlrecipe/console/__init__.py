@@ -81,7 +81,9 @@ def print_trained(done: Any) -> None:
 def print_evaluation(evaluation: tuple) -> None:
     """The test metrics' tables, the ensemble members' table, the files written and the test accuracy."""
     from dlrecipe.evaluate.summary import print_averaged, print_summary
-    run_dir, metrics, written = evaluation
+    run_dir, metrics, written, *note = evaluation  # note: which run of runs/<name> was taken, and why
+    if note and note[0]:
+        echo(note[0])
     print_summary(metrics, rich_console())
     if metrics.get("members"):
         from dlrecipe.train.ensemble import print_members

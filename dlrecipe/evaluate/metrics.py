@@ -127,8 +127,8 @@ def write_report(run_dir: Path, metrics: dict) -> list[Path]:
     """
     run_dir = Path(run_dir)
     written = [run_dir / runs.METRICS]
+    history = runs.history_columns(run_dir / runs.HISTORY)  # read first: a damaged file stops before any write
     write_json(written[0], json_safe(metrics))
-    history = runs.history_columns(run_dir / runs.HISTORY)
     if history and history.get("epoch"):
         path = run_dir / runs.PLOTS / "curves.png"
         save_figure(plot_curves(history), path)

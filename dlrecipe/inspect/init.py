@@ -9,6 +9,7 @@ used by ``dlrecipe validate``).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,10 +78,11 @@ def _constant_kernel_initializer(layer: keras.layers.Layer) -> Any:
 class LayerStats:
     """What one layer's output looks like at initialization, on one batch."""
 
-    index: int
+    index: int  # the layer's position in the built Keras model (preprocessing layers included)
     name: str
     type: str
     path: str | None
+    recipe_index: str | None  # its index in the recipe's model.layers (``recipe_index``); None: added by dlrecipe
     output_shape: list[int | None]
     activation: str | None
     mean: float | None
@@ -253,9 +255,22 @@ def _layer_stats(index: int, layer: keras.layers.Layer, path: str | None, out: n
         elif act == "relu" and a.ndim >= 2:
             dead = float(np.mean(~ever_active(a)))
     return LayerStats(index=index, name=layer.name, type=type(layer).__name__, path=path,
+                      recipe_index=recipe_index(path),
                       output_shape=[None if d is None else int(d) for d in layer.output.shape], activation=act,
                       mean=float(a.mean()) if a.size else None, std=float(a.std()) if a.size else None,
                       saturated=saturated, dead=dead, grad_norm=grad_norm)
+
+
+def recipe_index(path: str | None) -> str | None:
+    """The index of a layer in the recipe's ``model.layers``: ``3`` for ``model.layers[3]``; a layer inside a
+    repeat gets the repeat's index, a dot and its index in the repeat's ``layers``, then which copy it is:
+    ``1.0 (2/3)`` for ``model.layers[1].layers[0] (copy 2 of 3)``. None for a layer the recipe does not list
+    (the preprocessing dlrecipe adds)."""
+    if not path or not path.startswith("model.layers["):
+        return None
+    indices = ".".join(re.findall(r"layers\[(\d+)\]", path.split(" (copy")[0]))
+    copies = re.findall(r"\(copy (\d+) of (\d+)\)", path)
+    return indices + "".join(f" ({i}/{n})" for i, n in copies)
 
 
 def print_init(report: InitReport, recipe_name: str, console: Any) -> None:
@@ -265,8 +280,9 @@ def print_init(report: InitReport, recipe_name: str, console: Any) -> None:
 
     table = Table(title=f"{recipe_name} at initialization: {report.batch} training examples, training mode",
                   box=box.SIMPLE_HEAD)
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("layer", no_wrap=True)
+    # The numbers never get cut: on a narrow terminal the index and the layer's name wrap instead.
+    table.add_column("#", justify="right", overflow="fold")
+    table.add_column("layer", overflow="fold")
     wide = console.width >= 110  # the recipe path only where it fits beside the numbers (always in --out)
     if wide:
         table.add_column("recipe path", overflow="fold")
@@ -274,12 +290,13 @@ def print_init(report: InitReport, recipe_name: str, console: Any) -> None:
         table.add_column(column, justify="left" if column == "act" else "right", no_wrap=True)
     for s in report.layers:
         path = [(s.path or "").replace(" (copy ", " (").replace(" of ", "/")] if wide else []
-        table.add_row(str(s.index), s.name, *path, s.activation or "", _cell(s.mean), _cell(s.std), _pct(s.saturated),
+        table.add_row(s.recipe_index or "-", s.name, *path, s.activation or "", _cell(s.mean), _cell(s.std), _pct(s.saturated),
                       _pct(s.dead), _cell(s.grad_norm))
     console.print(table)
     if report.loss is not None:
         console.print(f"Loss ({report.loss_name}) on this batch: {report.loss:.4g}", highlight=False)
-    console.print("std: spread of the layer's outputs; sat: share of tanh outputs with |a| > 0.99, of sigmoid outputs "
+    console.print("#: the layer's index in the recipe's model.layers (in a repeat: the repeat's index, its layer's "
+                  "index and the copy, 1.0 (2/3)); -: a layer dlrecipe adds (preprocessing). std: spread of the layer's outputs; sat: share of tanh outputs with |a| > 0.99, of sigmoid outputs "
                   "below 0.01 or above 0.99; dead: share of ReLU units (channels) that are 0 for every example of the "
                   "batch; grad: L2 norm of the loss's gradient for the layer's kernel(s).", highlight=False)
     for note in report.notes:

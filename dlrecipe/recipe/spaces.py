@@ -41,8 +41,13 @@ class Space:
         if self.kind == "int":
             return hp.Int(self.name, self.low, self.high, step=self.step, sampling=self.sampling,
                           default=self.default)
-        return hp.Float(self.name, self.low, self.high, step=self.step, sampling=self.sampling,
-                        default=self.default)
+        high = self.high
+        if self.step is not None and self.sampling == "linear":
+            # KerasTuner counts the steps with a float floor division: (0.5 - 0.0) // 0.1 is 4.0, so
+            # {float: [0.0, 0.5], step: 0.1} would never try 0.5. A nudge far below one step keeps the end.
+            high = self.high + self.step * 1e-6
+        value = hp.Float(self.name, self.low, high, step=self.step, sampling=self.sampling, default=self.default)
+        return min(value, self.high) if isinstance(value, (int, float)) else value
 
     def tidy(self, value: Any) -> Any:
         """A readable value: KerasTuner's float steps give 0.30000000000000004."""

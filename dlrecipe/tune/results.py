@@ -120,7 +120,9 @@ class Progress:
         self._update_best(score if status == "COMPLETED" else None)
         record = read_record(self.project, trial_id)
         shown = ", ".join(f"{p}={_fmt(self.loaded.spaces[p].tidy(values.get(p)))}" for p in self.loaded.spaces)
-        head = f"Trial {self.done}/{self.total}" if self.total else f"Trial {self.done}"
+        # The trial's id (as in trials.csv, best.yaml and its trial_<id> folder), then how many trials ended.
+        head = f"Trial {trial_id} ({self.done}/{self.total} ended)" if self.total else \
+            f"Trial {trial_id} ({self.done} ended)"
         name = objective_name(self.loaded.recipe)
         if status == "COMPLETED" and score is not None:
             result = f"{name} {_fmt(score)} (best {_fmt(self.best)})"
@@ -134,7 +136,7 @@ class Progress:
         if self.show_worker:
             cost.append(f"on {record.get('worker', '?')}")
         cost.append(f"elapsed {duration(time.time() - self.started)}")
-        self.emit(f"{head} [{trial_id}] {shown} | {result} | {', '.join(cost)}")
+        self.emit(f"{head} {shown} | {result} | {', '.join(cost)}")
 
 
 def plain(console, line: str) -> None:
@@ -153,20 +155,19 @@ def finish(loaded: LoadedRecipe, tuner, folder: Path, console, *, budget_ended: 
     """The results from the oracle: trials.csv, objective.png, best.yaml, the table and the summary."""
     recipe = loaded.recipe
     oracle = tuner.oracle
-    rows = trial_rows(oracle.trials, loaded, folder / PROJECT, show_worker)
+    rows = trial_rows(oracle.trials, loaded, folder / PROJECT)
     write_text(folder / "trials.csv", _csv(rows))
     written = [folder / "trials.csv"]
     png = folder / "objective.png"
     if plot_objective(rows, objective_name(recipe), oracle.objective.direction, png):
         written.append(png)
-    best_trials = [t for t in oracle.get_best_trials(1) if str(t.status) == "COMPLETED"]
+    best = best_trial(oracle.trials, oracle.objective.direction)
     if console is not None:
-        print_trials(rows, console)
+        print_trials(rows, console, show_worker)
     done = sum(1 for r in rows if r["status"] == "COMPLETED")
-    if not best_trials:
+    if best is None:
         raise SearchFailed(f"No trial completed (tracebacks in {folder / PROJECT}/trial_*/trial.json). Fix the "
                            "cause (see the trial lines above); the same command with --overwrite starts afresh.")
-    best = best_trials[0]
     values = {p: loaded.spaces[p].tidy(best.hyperparameters.get(p)) for p in loaded.spaces}
     fixed = loaded.with_values(values)
     best_path = folder / "best.yaml"
@@ -185,10 +186,33 @@ def finish(loaded: LoadedRecipe, tuner, folder: Path, console, *, budget_ended: 
     return TuneResult(folder, best_path, values, rows, best_epochs, budget_ended, written)
 
 
-def trial_rows(trials: dict, loaded: LoadedRecipe, project: Path, show_worker: bool = False) -> list[dict[str, Any]]:
-    """One row per trial, in the order of their ids: status, values, objective, epochs, seconds."""
+def _order(trial_id: str) -> tuple:
+    """The order of trial ids: by number (``"02"`` before ``"10"``), then by name."""
+    return (int(trial_id) if trial_id.isdigit() else math.inf, trial_id)
+
+
+def best_trial(trials: dict, direction: str):
+    """The completed trial with the best finite score; among tied scores the earliest trial.
+
+    KerasTuner's ``get_best_trials`` keeps ties in the order its trials were reloaded (the file system's
+    order), so re-running a finished search could name another of the tied trials in best.yaml.
+    """
+    done = [t for t in trials.values() if str(t.status) == "COMPLETED" and t.score is not None
+            and math.isfinite(t.score)]
+    if not done:
+        return None
+    sign = -1 if direction == "max" else 1
+    return min(done, key=lambda t: (sign * t.score, _order(str(t.trial_id))))
+
+
+def trial_rows(trials: dict, loaded: LoadedRecipe, project: Path) -> list[dict[str, Any]]:
+    """One row per trial, in the order of their ids: status, values, objective, epochs, seconds, worker.
+
+    The columns are the same whether or not the search ran with ``--workers`` (``worker`` is the KerasTuner
+    tuner id that ran the trial: ``tuner0`` in one process), so trials.csv keeps its columns across re-runs.
+    """
     rows = []
-    for trial_id in sorted(trials, key=lambda t: (int(t) if t.isdigit() else math.inf, t)):
+    for trial_id in sorted(trials, key=_order):
         trial = trials[trial_id]
         status = str(trial.status)
         row = {"trial": trial_id, "status": status if status in ENDED else "UNFINISHED"}
@@ -199,8 +223,7 @@ def trial_rows(trials: dict, loaded: LoadedRecipe, project: Path, show_worker: b
         row["epochs"] = record.get("epochs")
         seconds = record.get("seconds")
         row["seconds"] = round(seconds, 2) if seconds is not None else None
-        if show_worker:
-            row["worker"] = record.get("worker")
+        row["worker"] = record.get("worker")
         rows.append(row)
     return rows
 
@@ -256,8 +279,10 @@ def short_header(key: str) -> str:
     return key.replace(".", " ").strip()
 
 
-def print_trials(rows: list[dict[str, Any]], console) -> None:
+def print_trials(rows: list[dict[str, Any]], console, show_worker: bool = False) -> None:
     """The rows of ``trial_rows`` as a table on ``console``, readable at 80 columns.
+
+    The ``worker`` column is shown when asked or when more than one worker ran trials.
 
     Values never wrap nor get cut (each column is at least as wide as its widest value); titles wrap at the
     parts of a space's path, and trials.csv keeps the full paths.
@@ -266,6 +291,8 @@ def print_trials(rows: list[dict[str, Any]], console) -> None:
     from rich.table import Table
     if not rows:
         return
+    if not show_worker and len({r.get("worker") for r in rows} - {None}) <= 1:
+        rows = [{k: v for k, v in r.items() if k != "worker"} for r in rows]
     cells = [["" if v is None else _fmt(v) for v in row.values()] for row in rows]
     table = Table(title="Trials", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
     for i, key in enumerate(rows[0]):

@@ -227,7 +227,6 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
     if overwrite and this_role == "worker":
         raise RecipeError.one("--overwrite", "This process is a worker (KERASTUNER_TUNER_ID is set and is not "
                               "chief): only the chief may start the search afresh. Leave out --overwrite here.")
-    say = (lambda line: plain(console, line)) if console is not None else None
     # Build the recipe at its defaults first: every error is reported before anything is written.
     with make_runtime(recipe.runtime).scope:
         RecipeHyperModel(loaded).build(kt.HyperParameters())
@@ -238,7 +237,40 @@ def tune(loaded: LoadedRecipe, out: Path, *, max_trials: int | None = None, over
             shutil.rmtree(folder / name, ignore_errors=True)
         for name in ("trials.csv", "objective.png", "best.yaml", BUDGET_MARK, SEARCH_RECIPE):
             (folder / name).unlink(missing_ok=True)
+    created = _first_missing(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(loaded, folder, max_trials=max_trials, max_time=max_time, workers=workers, console=console)
+    except BaseException:
+        _remove_if_unstarted(created, folder)
+        raise
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (what ``mkdir`` creates), or None."""
+    missing = None
+    for path in [folder, *folder.parents]:
+        if path.exists():
+            break
+        missing = path
+    return missing
+
+
+def _remove_if_unstarted(created: Path | None, folder: Path) -> None:
+    """A search that failed before any trial began (nor any worker wrote a log) leaves no folder behind."""
+    if created is None:
+        return
+    if any((folder / PROJECT).glob("trial_*")) or any(p.is_file() for p in (folder / "logs").glob("**/*")):
+        return
+    shutil.rmtree(created, ignore_errors=True)
+
+
+def _run(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_time: float | None, workers: int,
+         console) -> TuneResult:
+    """The search in ``folder`` (made), then its results."""
+    recipe = loaded.recipe
+    this_role = role()
+    say = (lambda line: plain(console, line)) if console is not None else None
     if this_role != "worker":
         (folder / BUDGET_MARK).unlink(missing_ok=True)
     if say:

@@ -50,17 +50,17 @@ def test_max_time_progress_plot_extend_and_retrain_best(cli, write_recipe, tmp_p
     assert "the --max-time budget ended the search" in result.stdout
     assert [r["trial"] for r in rows(folder)] == ["0"] and rows(folder)[0]["status"] == "COMPLETED"
     lines = progress_lines(result.stdout)
-    assert len(lines) == 1 and lines[0].startswith("Trial 1/2 [0] model.layers[0].filters=")
+    assert len(lines) == 1 and lines[0].startswith("Trial 0 (1/2 ended) model.layers[0].filters=")
     assert "val_accuracy" in lines[0] and "1 epoch(s)" in lines[0] and "elapsed" in lines[0]
     first = trial_files(folder)["trial_0"]
     stamp = first.stat().st_mtime_ns
     # Without a budget, the same command resumes up to max_trials; a larger --max-trials extends a finished search.
     result = cli("tune", recipe, "--out", out)
     assert result.exit_code == 0, result.stderr
-    assert [line.split(" [")[0] for line in progress_lines(result.stdout)] == ["Trial 2/2"]
+    assert [line.split(" model")[0] for line in progress_lines(result.stdout)] == ["Trial 1 (2/2 ended)"]
     result = cli("tune", recipe, "--out", out, "--max-trials", "3", "--retrain-best")
     assert result.exit_code == 0, result.stderr
-    assert [line.split(" [")[0] for line in progress_lines(result.stdout)] == ["Trial 3/3"]
+    assert [line.split(" model")[0] for line in progress_lines(result.stdout)] == ["Trial 2 (3/3 ended)"]
     table = rows(folder)
     assert [r["trial"] for r in table] == ["0", "1", "2"] and {r["status"] for r in table} == {"COMPLETED"}
     assert first.stat().st_mtime_ns == stamp  # the first trial was not run again
@@ -170,7 +170,7 @@ def test_a_search_killed_with_sigkill_mid_trial_resumes_without_repeating_a_tria
                            timeout=180)
     assert again.returncode == 0, again.stderr
     assert "Resuming" in again.stdout
-    assert [line.split(" [")[0] for line in progress_lines(again.stdout)] == ["Trial 2/2"]
+    assert [line.split(" model")[0] for line in progress_lines(again.stdout)] == ["Trial 1 (2/2 ended)"]
     table = rows(folder)
     assert [r["trial"] for r in table] == ["0", "1"] and {r["status"] for r in table} == {"COMPLETED"}
     assert sorted(trial_files(folder)) == ["trial_0", "trial_1"] and first.stat().st_mtime_ns == stamp

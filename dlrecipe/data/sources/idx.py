@@ -69,10 +69,14 @@ def _find_fashion_mnist(cfg: DataConfig) -> dict[str, Path]:
             missing = [gz for gz in FASHION_MNIST_FILES.values()
                        if not (folder / gz).is_file() and not (folder / gz[:-3]).is_file()]
             tried.append(f"{folder} (missing {', '.join(missing)})")
-    raise RecipeError.one("data.path", "Received: source='fashion_mnist', but the four Fashion-MNIST files ("
+    # Without data.path the recipe names only the source: the problem is there, not at a key it lacks.
+    where = "data.path" if cfg.path else "data.source"
+    raise RecipeError.one(where, "Received: source='fashion_mnist', but the four Fashion-MNIST files ("
                           f"{', '.join(FASHION_MNIST_FILES.values())}) were not found. Looked in: "
-                          f"{'; '.join(tried)}. Fix: `sudo apt-get install dataset-fashion-mnist` (installs them in "
-                          f"{SYSTEM_FASHION_MNIST_DIR}), or set data.path to a folder holding the four files.")
+                          f"{'; '.join(tried)}. Fix: install the Debian package dataset-fashion-mnist (`sudo apt-get "
+                          f"install -y dataset-fashion-mnist`, into {SYSTEM_FASHION_MNIST_DIR}), put the four files in "
+                          f"{PROJECT_ROOT / 'data' / 'fashion-mnist'}, or set data.path to a folder holding them. "
+                          "recipes/quickstart.yaml trains on the sample shipped in data/ and needs neither.")
 
 
 def _corrupt(path: Path, detail: str) -> RecipeError:

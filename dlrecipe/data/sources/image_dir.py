@@ -3,9 +3,9 @@
 Class names are the sorted sub-folder names; ``.png``, ``.jpg``/``.jpeg``, ``.bmp`` and ``.gif`` files
 are read, converted to ``color_mode`` and resized to ``image_size`` when decoded. The splits are drawn
 over the file list, seeded (``subset`` at random, then ``test_split`` and ``validation_split``,
-stratified, by ``splits.carve``). ``load`` reads every file's header before anything is written; a file
-broken past its header fails in training, and ``pipeline.data_error`` then names it. The pixels stay
-raw uint8 until the model. TensorFlow is imported only inside the functions that build pipelines.
+stratified, by ``splits.carve``). ``load`` reads every file's header, then decodes every file with the
+decoder training uses (``check_decodes``), before anything is written: a file broken past its header or
+truncated is named then, not once training has begun. The pixels stay raw uint8 until the model. TensorFlow is imported only inside the functions that build pipelines.
 See docs/data.md.
 """
 
@@ -150,10 +150,12 @@ def load(cfg, seed: int):
     resize = cfg.image_size is not None
     shape = tuple(info.input_shape)
     _check_headers(files, shape, resize, "data.path")
+    check_decodes(np.asarray([str(f) for f in files]), shape, resize, "data.path")
     test_files = test_labels = None
     if cfg.test_path is not None:
         test_files, test_labels = _test_listing(cfg, classes)
         _check_headers(test_files, shape, resize, "data.test_path")
+        check_decodes(np.asarray([str(f) for f in test_files]), shape, resize, "data.test_path")
     rng = np.random.default_rng(seed)
     pool = np.arange(len(files))
     if cfg.subset is not None:
@@ -202,6 +204,19 @@ def dataset(files: np.ndarray, labels: np.ndarray, shape: tuple[int, int, int], 
         ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.map(lambda p, y: (decode(p, shape, resize), y), num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True)
+
+
+def check_decodes(files: np.ndarray, shape: tuple[int, int, int], resize: bool, where: str) -> None:
+    """Decode every file as training will (a parallel tf.data pass, images dropped as decoded); a file that
+    fails is named. About one epoch's decoding, without the model: see docs/data.md for the cost."""
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, dtype=tf.string))
+    # A value of the pixels: a static shape alone would let tf.data's optimizer drop the decoding.
+    ds = ds.map(lambda p: tf.reduce_max(decode(p, shape, resize)), num_parallel_calls=tf.data.AUTOTUNE)
+    decoded = int(ds.ignore_errors(log_warning=False).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    if decoded < len(files):
+        raise RecipeError.one(where, find_bad(files, shape, resize) or f"Received: {len(files) - decoded} of the "
+                              f"{len(files)} images, which cannot be decoded. Fix: replace or delete them.")
 
 
 def find_bad(files: np.ndarray, shape: tuple[int, int, int], resize: bool) -> str | None:

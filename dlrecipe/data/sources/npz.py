@@ -40,6 +40,9 @@ class NpzFile:
         if path.is_dir():
             raise RecipeError.one(where, f"Received: {path}, which is a folder. Expected an .npz file. Fix: point "
                                   "the path at the .npz file itself.")
+        if not path.is_file():  # /dev/zero, a FIFO, a socket: reading it never ends or fails oddly
+            raise RecipeError.one(where, f"Received: {path}, which is not a regular file (a device, pipe or socket)."
+                                  " Expected an .npz file. Fix: point the path at the .npz file itself.")
         if not zipfile.is_zipfile(path):
             raise RecipeError.one(where, f"Received: {path}, which is not an .npz (zip) archive{self._hint()}. "
                                   "Expected a file written by np.savez or np.savez_compressed. Fix: save the arrays "
@@ -296,7 +299,7 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
         labels, y_raw = _train_labels(cfg, plan)
         y_train = encode(labels, y_raw, tr.y_key, str(tr.npz.path), tr.y_where)
         del y_raw
-        x_train = tr.npz.array(tr.x_key)
+        x_train = _finite(tr.npz.array(tr.x_key), tr)
         x_test = y_test = None
         if plan.test is not None:
             te = plan.test
@@ -305,10 +308,32 @@ def load(cfg: DataConfig, seed: int) -> Dataset:
                 raise RecipeError.one(te.y_where, f"Received: {te.y_key!r} in {te.npz.path} of shape {y_test.shape}, "
                                       f"but training targets of shape {y_train.shape}. Expected the same number of "
                                       "targets per example. Fix: store the test targets like the training targets.")
-            x_test = te.npz.array(te.x_key)
+            x_test = _finite(te.npz.array(te.x_key), te)
     finally:
         plan.close()
     return split(cfg, Raw(_npz_info(plan, labels), labels, x_train, y_train, x_test, y_test), seed)
+
+
+def _finite(x: np.ndarray, pair: _Pair) -> np.ndarray:
+    """``x``, refused when it holds NaN or infinity (training would run on, its loss NaN or its model wrong).
+
+    dlrecipe fills missing values only in csv tables (``data.missing``); arrays must come clean.
+    """
+    if x.dtype.kind not in "fc":
+        return x
+    step = max(1, (1 << 24) // max(1, x[:1].size))  # about 16M values at a time
+    for start in range(0, len(x), step):
+        bad = ~np.isfinite(x[start:start + step].reshape(len(x[start:start + step]), -1)).all(axis=1)
+        if bad.any():
+            first = start + int(np.argmax(bad))
+            n = sum(int((~np.isfinite(x[i:i + step].reshape(len(x[i:i + step]), -1)).all(axis=1)).sum())
+                    for i in range(start, len(x), step))
+            kind = "NaN" if np.isnan(x[first]).any() else "an infinite value"
+            raise RecipeError.one(pair.x_where, f"Received: {pair.npz.path}, whose array {pair.x_key!r} holds {kind} "
+                                  f"at example {first} ({n} example(s) hold NaN or inf). Expected finite numbers: "
+                                  "dlrecipe fills missing values only in csv files (data.missing). Fix: fill or drop "
+                                  "them before saving, e.g. x = np.nan_to_num(x) or keep np.isfinite(x).all(axis=...).")
+    return x
 
 
 def count_train_examples(cfg: DataConfig) -> int:
