@@ -131,7 +131,8 @@ def train_seeds(loaded: LoadedRecipe, out: Path, argv: list[str], *, n: int | No
                     raise
                 about["diverged"][str(seed)] = {"epoch": e.nan_epoch}
                 write_json(group / runs.SEEDS, about)
-                print(f"seed {seed} diverged: {e}", flush=True)
+                print(f"seed {seed} diverged: its loss became NaN in epoch {e.nan_epoch}; its folder keeps its last "
+                      "good epoch. Going on with the other seeds.", flush=True)
                 continue
             about["diverged"].pop(str(seed), None)
             trained[seed] = result
