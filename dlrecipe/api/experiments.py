@@ -92,7 +92,8 @@ def _check_html_out(out: Path) -> None:
 def evaluate_seeds(trained: Any) -> list[tuple[int, Path, dict]]:
     """Evaluate every seed of a ``train --seeds N`` group on its test split: ``[(seed, run, metrics)]``.
 
-    The seeds just trained are evaluated with their model and data in memory; the others from disk.
+    The seeds just trained are evaluated with their model and data in memory; the others from disk. A seed
+    that diverged has no model: its entry is ``(seed, run, {"diverged": epoch})``, nothing evaluated.
     """
     from dlrecipe import runs
     from dlrecipe.api.run_folders import evaluate_run
@@ -102,6 +103,9 @@ def evaluate_seeds(trained: Any) -> list[tuple[int, Path, dict]]:
     done = []
     for row in group.rows:
         seed = row["seed"]
+        if "diverged" in row:
+            done.append((seed, runs.seed_dir(group.run_dir, seed), {"diverged": row["diverged"]}))
+            continue
         result = group.trained.get(seed)
         run_dir, metrics, _ = evaluate_run(runs.seed_dir(group.run_dir, seed),
                                            model=result.model if result else None,

@@ -1,7 +1,10 @@
 """``compare``'s numbers: read runs and seed groups, diff their resolved recipes, aggregate their metrics.
 
 A row is one run, or one seed group (``train --seeds N``) whose metrics are the mean ± sample std over its
-seeds. ``differs`` holds the recipe values that are not the same in every row, as dotted paths
+seeds that did not diverge (a diverged seed is counted in ``Row.diverged``). An ensemble (``members/<i>/``)
+or cross-validation run (``folds/<i>/``) is one row: its val metrics are the mean ± std over its members
+(folds), its test metrics the ensemble's own (metrics.json), its curves the members' mean. A tune folder
+is read as the run ``--retrain-best`` trained (tune/retrained.json), else refused with what to pass. ``differs`` holds the recipe values that are not the same in every row, as dotted paths
 (``model.layers[3].rate``), found by diffing the resolved recipes (recipe.yaml), so an ablation labels
 itself. Rows are sorted by the objective. Reads files only: no TensorFlow. See docs/commands.md.
 """
@@ -22,6 +25,9 @@ IGNORED = ("name",)  # the label shows it
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "hinge", "crossentropy", "divergence", "poisson",
                    "cosh")
 MISSING = None  # a recipe path a row does not have (recipe.yaml holds no null: it is written without them)
+SUBRUNS = {"members": "ensemble", "folds": "cross_validation"}  # train.ensemble's and cross_validation's folders
+TUNE_FILES = ("trials.csv", "search.yaml")  # what marks a `dlrecipe tune` folder
+RETRAINED = "retrained.json"  # in a tune folder: the run folder `tune --retrain-best` trained
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Run:
     history: dict[str, list[float]]
     test: dict[str, float]
     metrics: dict[str, float] = field(default_factory=dict)
+    members: list["Run"] = field(default_factory=list)  # an ensemble's members, a cross-validation's folds
+    kind: str = "run"  # or "ensemble", "cross_validation"
 
     @property
     def seed(self) -> Any:
@@ -58,6 +66,7 @@ class Row:
     group: Path | None = None
     differs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    diverged: list[int] = field(default_factory=list)  # a seed group's seeds whose loss became NaN
 
     def recipe(self) -> dict[str, Any]:
         """The row's recipe; a group's seed is the tuple of its seeds (one value, not one per seed)."""
@@ -82,7 +91,9 @@ class Comparison:
         """compare.json: ``{"objective", "rows": [{"label", "runs", "differs", "metrics"}]}``."""
         return {"objective": {"name": self.objective, "direction": self.direction, "sorted_by": self.sort_key},
                 "rows": [{"label": r.label, "runs": [str(run.path) for run in r.runs],
-                          **({"group": str(r.group)} if r.group is not None else {}),
+                          **({"group": str(r.group), "diverged": r.diverged} if r.group is not None else {}),
+                          **({"kind": r.runs[0].kind, "members": [str(m.path) for m in r.runs[0].members]}
+                             if r.runs[0].members else {}),
                           "differs": r.differs, "metrics": r.metrics} for r in self.rows]}
 
 
@@ -101,20 +112,50 @@ def read_run(path: Path) -> Run:
     recipe, _ = load_yaml(path / runs.RECIPE)
     if not isinstance(recipe, dict):
         raise RecipeError.one(str(path / runs.RECIPE), "Expected a recipe (a mapping); the run folder is damaged.")
-    if not (path / runs.MODEL).is_file() and (path / "folds").is_dir():
-        raise RecipeError.one(str(path), "This is a cross-validation run: its folds' metrics are in cv.json. "
-                              "Compare its folds (folds/<i>) or train the recipe without cross_validation.")
     meta = runs.read_json(path / runs.PREPROCESSING)
+    task = str(meta.get("task") if isinstance(meta, dict) else None)
+    sub = next((d for d in SUBRUNS if (path / d).is_dir()), None)
+    if sub is not None and not (path / runs.HISTORY).is_file():
+        return _read_members(path, recipe, task, sub)
     history = runs.history_columns(path / runs.HISTORY)
     if history is None or not history.get("epoch"):
         what = "has no history.csv" if history is None else "has an empty history.csv (no finished epoch)"
         raise RecipeError.one(str(path / runs.HISTORY), f"This run {what}. Train it for at least one epoch "
                               f"(`dlrecipe train --resume {path}`), or leave it out of the comparison.")
-    test: dict[str, float] = {}
-    if (path / runs.METRICS).is_file():
-        stored = runs.read_json(path / runs.METRICS)
-        test = {k: float(v) for k, v in stored.items() if k not in ("task", "n_test") and _number(v)}
-    run = Run(path, recipe, str(meta.get("task") if isinstance(meta, dict) else None), history, test)
+    run = Run(path, recipe, task, history, _test(path))
+    run.metrics = _run_metrics(run)
+    return run
+
+
+def _test(path: Path) -> dict[str, float]:
+    if not (path / runs.METRICS).is_file():
+        return {}
+    stored = runs.read_json(path / runs.METRICS)
+    return {k: float(v) for k, v in stored.items() if k not in ("task", "n_test") and _number(v)}
+
+
+def _read_members(path: Path, recipe: dict, task: str, sub: str) -> Run:
+    """An ensemble or cross-validation run: its members' (folds') histories, their mean curve, its metrics.json."""
+    found = []
+    for d in sorted((d for d in (path / sub).iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name)):
+        history = runs.history_columns(d / runs.HISTORY)
+        if history and history.get("epoch"):
+            member = Run(d, recipe, task, history, {})
+            member.metrics = _run_metrics(member)
+            found.append(member)
+    if not found:
+        raise RecipeError.one(str(path / sub), f"No {sub[:-1]} of this run has finished an epoch. Resume it with "
+                              f"`dlrecipe train --resume {path}`, or leave it out of the comparison.")
+    by_epoch: dict[str, dict[float, list[float]]] = {}
+    for member in found:
+        for col, values in member.history.items():
+            for e, v in zip(member.history["epoch"], values):
+                if col != "epoch" and math.isfinite(v):
+                    by_epoch.setdefault(col, {}).setdefault(e, []).append(v)
+    epochs = sorted({e for m in found for e in m.history["epoch"]})
+    history = {"epoch": epochs, **{col: [sum(vals[e]) / len(vals[e]) if e in vals else math.nan for e in epochs]
+                                   for col, vals in by_epoch.items()}}
+    run = Run(path, recipe, task, history, _test(path), members=found, kind=SUBRUNS[sub])
     run.metrics = _run_metrics(run)
     return run
 
@@ -147,15 +188,15 @@ def collect(paths: list[Path]) -> list[Row]:
         raise RecipeError.one("RUN_OR_GROUP", "Give at least one run folder, seed group or runs/<name>.")
     rows = []
     for given in paths:
+        if any((Path(given) / f).is_file() for f in TUNE_FILES):
+            rows.append(_tune_row(Path(given)))
+            continue
         kind, path = runs.find_run_or_group(Path(given))
         if kind == "group":
-            members = [read_run(p) for p in runs.group_runs(path)]
-            if not members:
-                raise RecipeError.one(str(path), "No seed of this group has finished an epoch. Resume it with "
-                                      f"`dlrecipe train --resume {path}`.")
-            rows.append(Row(_label(path), members, group=path))
+            rows.append(_group_row(path))
         else:
-            rows.append(Row(_label(path), [read_run(path)]))
+            run = read_run(path)
+            rows.append(Row(_label(path) + _kind_label(run), [run]))
     first = rows[0].runs[0]
     for row in rows:
         for run in row.runs:
@@ -165,6 +206,43 @@ def collect(paths: list[Path]) -> list[Row]:
                                       "task at a time.")
     _unique_labels(rows)
     return rows
+
+
+def _group_row(path: Path) -> Row:
+    """A seed group: its seeds that did not diverge (seeds.json's ``diverged``) as runs, the others counted."""
+    about = runs.read_json(path / runs.SEEDS)
+    marks = about.get("diverged") if isinstance(about, dict) else None
+    diverged = sorted(int(s) for s in marks) if isinstance(marks, dict) else []
+    started = [p for p in runs.group_runs(path) if int(p.name[len(runs.SEED_PREFIX):]) not in diverged]
+    members = [read_run(p) for p in started]
+    if not members and diverged:
+        raise RecipeError.one(str(path), f"Every seed of this group diverged (NaN loss: seed "
+                              f"{', '.join(map(str, diverged))}): there is nothing to compare. Lower the learning "
+                              f"rate and `dlrecipe train --resume {path} --set train.learning_rate=...`.")
+    if not members:
+        raise RecipeError.one(str(path), "No seed of this group has finished an epoch. Resume it with "
+                              f"`dlrecipe train --resume {path}`.")
+    return Row(_label(path), members, group=path, diverged=diverged)
+
+
+def _kind_label(run: Run) -> str:
+    if run.kind == "ensemble":
+        return f" (ensemble of {len(run.members)})"
+    return f" ({len(run.members)} folds)" if run.kind == "cross_validation" else ""
+
+
+def _tune_row(path: Path) -> Row:
+    """A tune folder: the run its ``--retrain-best`` trained (retrained.json), else a refusal saying what to pass."""
+    marked = runs.read_json(path / RETRAINED) if (path / RETRAINED).is_file() else None
+    run_dir = Path(marked["run"]) if isinstance(marked, dict) and isinstance(marked.get("run"), str) else None
+    if run_dir is None or not (run_dir / runs.RECIPE).is_file():
+        raise RecipeError.one(str(path), "This is a tune folder (`dlrecipe tune`): its trials are in trials.csv, "
+                              "not run folders, and no retrained best run is recorded. compare reads run folders: "
+                              f"train the best recipe (`dlrecipe train {path / 'best.yaml'}`, or `dlrecipe tune "
+                              "RECIPE --retrain-best`) and pass that run folder (runs/<name>/<timestamp>), or pass "
+                              "this tune folder again after --retrain-best.")
+    run = read_run(run_dir)
+    return Row(f"{_label(run_dir)} (best of {_label(path)}, retrained)", [run])
 
 
 def _label(path: Path) -> str:
@@ -208,6 +286,12 @@ def differing(rows: list[Row]) -> None:
 
 def aggregate(row: Row) -> Row:
     """Set ``row.metrics``: ``{"mean", "std", "n"}`` over its runs of every metric any of them has."""
+    if len(row.runs) == 1 and row.runs[0].members:  # val over the members (folds), test the ensemble's own
+        run = row.runs[0]
+        names = list(dict.fromkeys(k for m in run.members for k in m.metrics))
+        row.metrics = {k: runs.summarize([m.metrics[k] for m in run.members if k in m.metrics]) for k in names}
+        row.metrics.update({f"test_{k}": runs.summarize([v]) for k, v in run.test.items()})
+        return row
     names = list(dict.fromkeys(k for run in row.runs for k in run.metrics))
     row.metrics = {k: runs.summarize([run.metrics[k] for run in row.runs if k in run.metrics]) for k in names}
     return row

@@ -1,6 +1,6 @@
 """``compare``'s overlays: one figure per metric, every row's training and validation curves on shared axes.
 
-A run is a line; a seed group is the mean over its seeds with a band of ± one sample std (each epoch over
+A run is a line; a seed group (an ensemble, a cross-validation) is the mean over its seeds (members, folds) with a band of ± one sample std (each epoch over
 the seeds that reached it) and its seeds as faint lines. matplotlib is imported when a figure is drawn.
 """
 
@@ -47,10 +47,12 @@ def _draw(ax, row: Row, column: str, colour) -> bool:
     have = [run for run in row.runs if column in run.history]
     if not have:
         return False
-    if row.group is None:
+    if row.group is None and not have[0].members:
         run = have[0]
         ax.plot(run.history["epoch"], run.history[column], marker="o", markersize=3, color=colour, label=row.label)
         return True
+    if row.group is None:  # an ensemble's members, a cross-validation's folds
+        have = [m for m in have[0].members if column in m.history]
     for run in have:
         ax.plot(run.history["epoch"], run.history[column], color=colour, alpha=0.25, linewidth=0.8)
     epochs, mean, std = _mean_std(have, column)

@@ -73,6 +73,8 @@ def _comparison(comparison: Comparison) -> str:
         parts.append(h.note("Coloured columns: the recipe values that differ between the rows (dotted paths)."))
     parts.append(h.note("A seed group shows the mean ± sample standard deviation over its seeds; its curves are the "
                         "mean with a ± one std band, its seeds faint."))
+    parts += [h.note(f"{h.esc(r.label)}: seed {h.esc(', '.join(map(str, r.diverged)))} diverged (NaN loss), "
+                     "not in the mean.") for r in comparison.rows if r.diverged]
     parts += [h.image(png_bytes(plot_metric(comparison.rows, name)), f"curves_{name}", narrow=name == "learning_rate")
               for name in metric_names(comparison.rows)]
     return h.section("comparison", "comparison", "Comparison", "\n".join(parts), level=2)

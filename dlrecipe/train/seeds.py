@@ -4,7 +4,10 @@
 seed=<s>`` would train it (the seed draws the weights, the shuffling and the validation split), so each
 can be evaluated, exported, compared and reproduced on its own. ``seeds.json`` (``runs.SEEDS``) lists the
 seeds and marks each finished one; ``--resume GROUP`` skips those, continues an interrupted seed from its
-checkpoint and starts the rest. See docs/training.md.
+checkpoint and starts the rest. A seed whose loss becomes NaN is a result, not an error: seeds.json marks it
+under ``diverged`` (its folder keeps its last good epoch, as a NaN run does), the other seeds are trained,
+and the mean ± std is over the finished seeds; only a group whose every seed diverged stops (exit 1).
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dlrecipe.recipe.loader import LoadedRecipe, load_recipe
 from dlrecipe.train.ensemble import quiet_retracing
 from dlrecipe.train.fit import train
 from dlrecipe.train.resume import load_for_resume
-from dlrecipe.train.unit import Result
+from dlrecipe.train.unit import Result, TrainingStopped
 
 MAX_SEEDS = 1000
 
@@ -32,8 +35,9 @@ class SeedsResult:
 
     Attributes:
         run_dir: the group folder.
-        rows: per seed, in seed order: ``seed``, ``epochs`` and its last epoch's metrics (history.csv).
-        summary: per metric of ``rows``: ``{"mean", "std", "n"}`` over the seeds (``runs.summarize``).
+        rows: per seed, in seed order: ``seed``, ``epochs`` and its last epoch's metrics (history.csv);
+            a diverged seed has ``diverged``: the epoch whose loss became NaN.
+        summary: per metric of ``rows``: ``{"mean", "std", "n"}`` over the seeds that did not diverge.
         trained: the seeds trained by this call, with their model and data (``--evaluate`` uses them).
     """
 
@@ -85,7 +89,7 @@ def train_seeds(loaded: LoadedRecipe, out: Path, argv: list[str], *, n: int | No
 
     Raises:
         RecipeError: bad input, before anything is written; or a group with nothing left to train.
-        TrainingStopped: a seed was interrupted or diverged; ``--resume GROUP`` continues it.
+        TrainingStopped: a seed was interrupted, or every seed diverged; ``--resume GROUP`` continues them.
 
     Example:
         >>> done = train_seeds(load_recipe(Path("recipes/quickstart.yaml")), Path("runs"), sys.argv, n=3)
@@ -100,6 +104,7 @@ def train_seeds(loaded: LoadedRecipe, out: Path, argv: list[str], *, n: int | No
         runs.group_runs(group)  # checks seeds.json
         about = runs.read_json(group / runs.SEEDS)
         about.setdefault("finished", {})
+    about.setdefault("diverged", {})
     seeds = about["seeds"]
     plan = [_plan(group, s, loaded, sets, about) for s in seeds]
     if resume is not None and all(p is None for p in plan):
@@ -118,15 +123,31 @@ def train_seeds(loaded: LoadedRecipe, out: Path, argv: list[str], *, n: int | No
                 group.mkdir(parents=True, exist_ok=True)
                 write_json(group / runs.SEEDS, about)
 
-            result = train(seed_loaded, out, argv, resume=seed_resume, verbose=verbose, run_dir=work_dir,
-                           on_new_run=new_run)
+            try:
+                result = train(seed_loaded, out, argv, resume=seed_resume, verbose=verbose, run_dir=work_dir,
+                               on_new_run=new_run)
+            except TrainingStopped as e:
+                if e.nan_epoch is None:  # Ctrl-C: stop the group, --resume GROUP goes on
+                    raise
+                about["diverged"][str(seed)] = {"epoch": e.nan_epoch}
+                write_json(group / runs.SEEDS, about)
+                print(f"seed {seed} diverged: its loss became NaN in epoch {e.nan_epoch}; its folder keeps its last "
+                      "good epoch. Going on with the other seeds.", flush=True)
+                continue
+            about["diverged"].pop(str(seed), None)
             trained[seed] = result
             about["finished"][str(seed)] = {"epochs": seed_loaded.recipe.train.epochs,
                                             "trained_epochs": result.history[-1]["epoch"] if result.history else 0}
             write_json(group / runs.SEEDS, about)
-    rows = [_row(group, s) for s in seeds]
-    metrics = list(dict.fromkeys(k for r in rows for k in r if k not in ("seed", "epochs")))
-    summary = {k: runs.summarize([r[k] for r in rows if k in r]) for k in metrics}
+    rows = [_row(group, s, about["diverged"].get(str(s))) for s in seeds]
+    if all("diverged" in r for r in rows):
+        where = ", ".join(f"seed {r['seed']} in epoch {r['diverged']}" for r in rows)
+        raise TrainingStopped(f"Every seed diverged (the loss became NaN: {where}); no seed finished. Lower the "
+                              f"learning rate (or add clipnorm to the optimizer) and resume with `dlrecipe train "
+                              f"--resume {group} --set train.learning_rate=...`.", group, 1)
+    done = [r for r in rows if "diverged" not in r]
+    metrics = list(dict.fromkeys(k for r in done for k in r if k not in ("seed", "epochs")))
+    summary = {k: runs.summarize([r[k] for r in done if k in r]) for k in metrics}
     return SeedsResult(group, rows, summary, trained)
 
 
@@ -153,8 +174,10 @@ def _with_seed(loaded: LoadedRecipe, seed: int) -> LoadedRecipe:
     return dataclasses.replace(loaded, recipe=loaded.recipe.model_copy(update={"seed": seed}))
 
 
-def _row(group: Path, seed: int) -> dict[str, Any]:
+def _row(group: Path, seed: int, diverged: dict | None = None) -> dict[str, Any]:
     history = runs.read_history(runs.seed_dir(group, seed) / runs.HISTORY)
     last = history[-1] if history else {}
+    if diverged is not None:
+        return {"seed": seed, "epochs": last.get("epoch", 0), "diverged": diverged["epoch"]}
     return {"seed": seed, "epochs": last.get("epoch", 0),
             **{k: v for k, v in last.items() if k not in ("epoch", "learning_rate")}}

@@ -31,9 +31,10 @@ from dlrecipe.train.runtime import seed_everything
 class TrainingStopped(Stopped):
     """Training ended early (Ctrl-C or a NaN loss); the run folder is resumable."""
 
-    def __init__(self, message: str, run_dir: Path, exit_code: int):
+    def __init__(self, message: str, run_dir: Path, exit_code: int, nan_epoch: int | None = None):
         super().__init__(message, exit_code)
         self.run_dir = run_dir
+        self.nan_epoch = nan_epoch  # the epoch whose loss became NaN; None for Ctrl-C
 
 
 @dataclass
@@ -156,7 +157,7 @@ def fit_unit(recipe, rt, info, unit: Unit, *, run_dir: Path, resume: bool, on_st
         raise TrainingStopped(f"The loss became NaN in epoch {watcher.nan_epoch}{where}; training stopped. The run "
                               f"keeps {kept}. Lower the learning rate (or add clipnorm to the "
                               f"optimizer) and resume with `dlrecipe train --resume {run_dir} --set "
-                              "train.learning_rate=...`.", run_dir, 1)
+                              "train.learning_rate=...`.", run_dir, 1, nan_epoch=watcher.nan_epoch)
     runs.save_model(model, unit.work_dir / runs.MODEL, unit.chief)
     return model, watcher.rows
 

@@ -273,6 +273,7 @@ def _run(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_time
     say = (lambda line: plain(console, line)) if console is not None else None
     if this_role != "worker":
         (folder / BUDGET_MARK).unlink(missing_ok=True)
+        (folder / "retrained.json").unlink(missing_ok=True)  # the best may change: retrain again to record it
     if say:
         resumed = (folder / PROJECT / "oracle.json").is_file()
         if this_role != "single":
@@ -328,11 +329,15 @@ def retrain_best(result: TuneResult, out: Path, argv: list[str]):
 
     ``data.validation_split`` becomes 0 and ``train.epochs`` the epoch at which the best trial reached its
     best objective. Callbacks of the recipe that watch a ``val_`` value then have nothing to watch (Keras
-    warns and ignores them).
+    warns and ignores them). ``retrained.json`` in the search's folder records the run (``compare TUNE_DIR``
+    reads it).
     """
     from dlrecipe.recipe.loader import load_recipe
     from dlrecipe.train.fit import train
     sets = ["data.validation_split=0"]
     if result.best_epochs is not None:
         sets.append(f"train.epochs={result.best_epochs}")
-    return train(load_recipe(result.best_path, sets), out, argv)
+    done = train(load_recipe(result.best_path, sets), out, argv)
+    from dlrecipe.io import write_json
+    write_json(result.folder / "retrained.json", {"run": str(done.run_dir), "best": str(result.best_path)})
+    return done
