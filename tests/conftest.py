@@ -89,6 +89,16 @@ def write_recipe(tmp_path: Path, tiny_npz: Path):
     return write
 
 
+def diverging_recipe(write_recipe, tmp_path: Path, epochs: int) -> Path:
+    """A regression recipe whose loss is NaN in epoch 1 (cubed targets, SGD at 1e6): the NaN tests' recipe."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32") * 100
+    np.savez(tmp_path / "reg.npz", x_train=x, y_train=x.sum(axis=1) ** 3)
+    return write_recipe(data={"source": "npz", "path": str(tmp_path / "reg.npz"), "normalize": "none"},
+                        model={"layers": [{"type": "Dense", "units": 1}]},
+                        train={"epochs": epochs, "optimizer": "sgd", "learning_rate": 1.0e6})
+
+
 def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
     """The four Fashion-MNIST IDX .gz files holding ``arrays`` (images (N, 28, 28, 1))."""
     folder.mkdir(parents=True, exist_ok=True)

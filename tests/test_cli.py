@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, only_run, recipe_dict
+from conftest import ROOT, diverging_recipe, only_run, recipe_dict
 
 DLRECIPE = str(Path(sys.executable).parent / "dlrecipe")
 
@@ -411,12 +411,7 @@ def test_resume_refuses_a_new_rate_for_a_scheduled_run(cli, write_recipe, tmp_pa
 
 
 def test_nan_loss_stops_training_and_says_so(cli, write_recipe, tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 4)).astype("float32") * 100
-    np.savez(tmp_path / "reg.npz", x_train=x, y_train=x.sum(axis=1) ** 3)
-    recipe = write_recipe(data={"source": "npz", "path": str(tmp_path / "reg.npz"), "normalize": "none"},
-                          model={"layers": [{"type": "Dense", "units": 1}]},
-                          train={"epochs": 3, "optimizer": "sgd", "learning_rate": 1.0e6})
+    recipe = diverging_recipe(write_recipe, tmp_path, epochs=3)
     out = tmp_path / "runs"
     result = cli("train", recipe, "--out", out)
     assert result.exit_code == 1

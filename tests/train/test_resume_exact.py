@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import only_run, recipe_dict, tiny_arrays, write_yaml
+from conftest import diverging_recipe, only_run, recipe_dict, tiny_arrays, write_yaml
 
 from dlrecipe import runs
 
@@ -82,12 +82,7 @@ def test_a_run_stopped_at_any_epoch_resumes_to_the_uninterrupted_history(cli, ex
 
 
 def test_a_nan_in_the_first_epoch_leaves_a_run_that_resumes_at_a_lower_rate(cli, write_recipe, tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 4)).astype("float32") * 100
-    np.savez(tmp_path / "reg.npz", x_train=x, y_train=x.sum(axis=1) ** 3)
-    recipe = write_recipe(data={"source": "npz", "path": str(tmp_path / "reg.npz"), "normalize": "none"},
-                          model={"layers": [{"type": "Dense", "units": 1}]},
-                          train={"epochs": 2, "optimizer": "sgd", "learning_rate": 1.0e6})
+    recipe = diverging_recipe(write_recipe, tmp_path, epochs=2)
     out = tmp_path / "runs"
     result = cli("train", recipe, "--out", out)
     assert result.exit_code == 1 and "NaN in epoch 1" in result.stderr, result.stderr
