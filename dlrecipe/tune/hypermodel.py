@@ -78,7 +78,8 @@ class RecipeHyperModel(kt.HyperModel):
         # Every trial starts from the same state, whatever this process trained before (earlier trials, or
         # none in a resumed search): a fresh session, the recipe's seeds. So a resumed search scores as the
         # uninterrupted one (docs/tuning.md).
-        keras.backend.clear_session()
+        if not _in_strategy_scope():  # inside a tf.distribute scope, clearing the session would pop it
+            keras.backend.clear_session()
         seed_everything(recipe.seed, recipe.runtime.deterministic)
         replicas = 1
         if self.runtime is not None:  # the session was cleared: the dtype policy and distribution again
@@ -158,3 +159,11 @@ def build_all_callbacks(recipe) -> list:
     """The Keras callbacks of ``train.callbacks``."""
     from dlrecipe.build import resolve
     return [resolve.callback(cb, f"train.callbacks[{i}]") for i, cb in enumerate(recipe.train.callbacks)]
+
+
+def _in_strategy_scope() -> bool:
+    """A ``tf.distribute`` strategy scope is open (KerasTuner builds each trial in one when given a strategy)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    return tf.distribute.has_strategy()
