@@ -11,7 +11,9 @@ import pytest
 import yaml
 from conftest import ROOT, recipe_dict, write_yaml
 
-SHIPPED = sorted([*(ROOT / "recipes").rglob("*.yaml"), *(ROOT / "experiments").rglob("*.yaml")])
+# every shipped recipe; an experiment's predict.yaml is bench/experiments.py's spec, not a recipe
+SHIPPED = sorted([*(ROOT / "recipes").rglob("*.yaml"),
+                  *(p for p in (ROOT / "experiments").rglob("*.yaml") if p.name != "predict.yaml")])
 HEADER = "# yaml-language-server: $schema="
 
 

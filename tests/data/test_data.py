@@ -156,7 +156,7 @@ def test_fashion_mnist_missing_everywhere_names_every_folder_and_the_fix(tmp_pat
     msg = str(err)
     for folder in (tmp_path / "project" / "data" / "fashion-mnist", tmp_path / "system"):
         assert str(folder) in msg
-    assert "sudo apt-get install dataset-fashion-mnist" in msg and "data.path" in msg
+    assert "sudo apt-get install -y dataset-fashion-mnist" in msg and "data.path" in msg
 
 
 def test_fashion_mnist_falls_back_to_the_project_folder(tmp_path, no_system_fashion):

@@ -71,11 +71,14 @@ def _find_fashion_mnist(cfg: DataConfig) -> dict[str, Path]:
             tried.append(f"{folder} (missing {', '.join(missing)})")
     # Without data.path the recipe names only the source: the problem is there, not at a key it lacks.
     where = "data.path" if cfg.path else "data.source"
+    apt = f"the Debian package dataset-fashion-mnist (`sudo apt-get install -y dataset-fashion-mnist`, into " \
+          f"{SYSTEM_FASHION_MNIST_DIR})"
+    fix = (f"point data.path at a folder holding them, or remove data.path to use {apt}" if cfg.path else
+           f"install {apt}, put the four files in {PROJECT_ROOT / 'data' / 'fashion-mnist'}, or set data.path to "
+           "a folder holding them")
     raise RecipeError.one(where, "Received: source='fashion_mnist', but the four Fashion-MNIST files ("
                           f"{', '.join(FASHION_MNIST_FILES.values())}) were not found. Looked in: "
-                          f"{'; '.join(tried)}. Fix: install the Debian package dataset-fashion-mnist (`sudo apt-get "
-                          f"install -y dataset-fashion-mnist`, into {SYSTEM_FASHION_MNIST_DIR}), put the four files in "
-                          f"{PROJECT_ROOT / 'data' / 'fashion-mnist'}, or set data.path to a folder holding them. "
+                          f"{'; '.join(tried)}. Fix: {fix}. "
                           "recipes/quickstart.yaml trains on the sample shipped in data/ and needs neither.")
 
 
