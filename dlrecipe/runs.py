@@ -42,6 +42,7 @@ TENSORBOARD = "tensorboard"
 EXPORT = "export"                      # written by export
 SEEDS = "seeds.json"                   # a seed group's folder: its seeds, and which have finished
 SEED_PREFIX = "seed-"                  # a seed group's runs: seed-42/, seed-43/, ...
+RETRAINED = "retrained.json"           # in a tune folder: the run folder `tune --retrain-best` trained
 
 # Keras callbacks that count across epochs, and the integer counters state.json keeps for them beside
 # their best monitored value (None before their first epoch), so that --resume goes on where the run

@@ -4,7 +4,8 @@ A row is one run, or one seed group (``train --seeds N``) whose metrics are the 
 seeds that did not diverge (a diverged seed is counted in ``Row.diverged``). An ensemble (``members/<i>/``)
 or cross-validation run (``folds/<i>/``) is one row: its val metrics are the mean ± std over its members
 (folds), its test metrics the ensemble's own (metrics.json), its curves the members' mean. A tune folder
-is read as the run ``--retrain-best`` trained (tune/retrained.json), else refused with what to pass. ``differs`` holds the recipe values that are not the same in every row, as dotted paths
+is read as the run ``--retrain-best`` trained (tune/retrained.json), else refused with what to pass.
+``differs`` holds the recipe values that are not the same in every row, as dotted paths
 (``model.layers[3].rate``), found by diffing the resolved recipes (recipe.yaml), so an ablation labels
 itself. Rows are sorted by the objective. Reads files only: no TensorFlow. See docs/commands.md.
 """
@@ -27,7 +28,6 @@ LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "hinge", "cros
 MISSING = None  # a recipe path a row does not have (recipe.yaml holds no null: it is written without them)
 SUBRUNS = {"members": "ensemble", "folds": "cross_validation"}  # train.ensemble's and cross_validation's folders
 TUNE_FILES = ("trials.csv", "search.yaml")  # what marks a `dlrecipe tune` folder
-RETRAINED = "retrained.json"  # in a tune folder: the run folder `tune --retrain-best` trained
 
 
 @dataclass
@@ -233,7 +233,7 @@ def _kind_label(run: Run) -> str:
 
 def _tune_row(path: Path) -> Row:
     """A tune folder: the run its ``--retrain-best`` trained (retrained.json), else a refusal saying what to pass."""
-    marked = runs.read_json(path / RETRAINED) if (path / RETRAINED).is_file() else None
+    marked = runs.read_json(path / runs.RETRAINED) if (path / runs.RETRAINED).is_file() else None
     run_dir = Path(marked["run"]) if isinstance(marked, dict) and isinstance(marked.get("run"), str) else None
     if run_dir is None or not (run_dir / runs.RECIPE).is_file():
         raise RecipeError.one(str(path), "This is a tune folder (`dlrecipe tune`): its trials are in trials.csv, "

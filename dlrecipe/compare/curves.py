@@ -1,7 +1,8 @@
 """``compare``'s overlays: one figure per metric, every row's training and validation curves on shared axes.
 
-A run is a line; a seed group (an ensemble, a cross-validation) is the mean over its seeds (members, folds) with a band of ± one sample std (each epoch over
-the seeds that reached it) and its seeds as faint lines. matplotlib is imported when a figure is drawn.
+A run is a line; a seed group (an ensemble, a cross-validation) is the mean over its seeds (members, folds)
+with a band of ± one sample std (each epoch over the seeds that reached it) and its seeds as faint lines.
+matplotlib is imported when a figure is drawn.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def export(run_dir: Path, model, *, formats: list[str], include_preprocessing: b
             conversion, or an export that does not reproduce the model.
     """
     formats = check_formats(formats)
-    task = task or _task_from_run(run_dir)
+    task = task or runs.read_preprocessing(run_dir)["task"]
     _check_output(model, task, class_names)
     x_check = _check_inputs(x_check, input_shape, input_dtype)
     raw_inputs = None
@@ -128,15 +128,6 @@ def check_formats(formats) -> list[str]:
             raise RecipeError.one("export.formats", f"Received: {fmt!r}. Expected one of {list(SUPPORTED)}."
                                   + suggest(str(fmt), KNOWN))
     return formats
-
-
-def _task_from_run(run_dir: Path) -> str:
-    task = runs.read_json(Path(run_dir) / runs.PREPROCESSING).get("task")
-    if task not in ("classification", "regression", "segmentation"):
-        raise RecipeError.one(str(Path(run_dir) / runs.PREPROCESSING), f"Received task={task!r}. Expected "
-                              "'classification', 'regression' or 'segmentation'; the run folder is damaged. "
-                              "Train it again.")
-    return task
 
 
 def _check_output(model, task: str, class_names) -> None:

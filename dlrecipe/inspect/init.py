@@ -290,13 +290,14 @@ def print_init(report: InitReport, recipe_name: str, console: Any) -> None:
         table.add_column(column, justify="left" if column == "act" else "right", no_wrap=True)
     for s in report.layers:
         path = [(s.path or "").replace(" (copy ", " (").replace(" of ", "/")] if wide else []
-        table.add_row(s.recipe_index or "-", s.name, *path, s.activation or "", _cell(s.mean), _cell(s.std), _pct(s.saturated),
-                      _pct(s.dead), _cell(s.grad_norm))
+        table.add_row(s.recipe_index or "-", s.name, *path, s.activation or "", _cell(s.mean), _cell(s.std),
+                      _pct(s.saturated), _pct(s.dead), _cell(s.grad_norm))
     console.print(table)
     if report.loss is not None:
         console.print(f"Loss ({report.loss_name}) on this batch: {report.loss:.4g}", highlight=False)
     console.print("#: the layer's index in the recipe's model.layers (in a repeat: the repeat's index, its layer's "
-                  "index and the copy, 1.0 (2/3)); -: a layer dlrecipe adds (preprocessing). std: spread of the layer's outputs; sat: share of tanh outputs with |a| > 0.99, of sigmoid outputs "
+                  "index and the copy, 1.0 (2/3)); -: a layer dlrecipe adds (preprocessing). std: spread of the "
+                  "layer's outputs; sat: share of tanh outputs with |a| > 0.99, of sigmoid outputs "
                   "below 0.01 or above 0.99; dead: share of ReLU units (channels) that are 0 for every example of the "
                   "batch; grad: L2 norm of the loss's gradient for the layer's kernel(s).", highlight=False)
     for note in report.notes:

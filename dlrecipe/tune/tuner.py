@@ -23,7 +23,8 @@ import keras_tuner as kt
 from dlrecipe.build.compile import finalize
 from dlrecipe.data import source as datamod
 from dlrecipe.errors import RecipeError
-from dlrecipe.io import dump_yaml, write_text
+from dlrecipe import runs
+from dlrecipe.io import dump_yaml, write_json, write_text
 from dlrecipe.recipe.loader import LoadedRecipe
 from dlrecipe.runs import check_writable
 from dlrecipe.train.runtime import make_runtime, seed_everything, set_precision
@@ -273,7 +274,7 @@ def _run(loaded: LoadedRecipe, folder: Path, *, max_trials: int | None, max_time
     say = (lambda line: plain(console, line)) if console is not None else None
     if this_role != "worker":
         (folder / BUDGET_MARK).unlink(missing_ok=True)
-        (folder / "retrained.json").unlink(missing_ok=True)  # the best may change: retrain again to record it
+        (folder / runs.RETRAINED).unlink(missing_ok=True)  # the best may change: retrain again to record it
     if say:
         resumed = (folder / PROJECT / "oracle.json").is_file()
         if this_role != "single":
@@ -338,6 +339,5 @@ def retrain_best(result: TuneResult, out: Path, argv: list[str]):
     if result.best_epochs is not None:
         sets.append(f"train.epochs={result.best_epochs}")
     done = train(load_recipe(result.best_path, sets), out, argv)
-    from dlrecipe.io import write_json
-    write_json(result.folder / "retrained.json", {"run": str(done.run_dir), "best": str(result.best_path)})
+    write_json(result.folder / runs.RETRAINED, {"run": str(done.run_dir), "best": str(result.best_path)})
     return done

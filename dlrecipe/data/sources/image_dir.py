@@ -5,7 +5,8 @@ are read, converted to ``color_mode`` and resized to ``image_size`` when decoded
 over the file list, seeded (``subset`` at random, then ``test_split`` and ``validation_split``,
 stratified, by ``splits.carve``). ``load`` reads every file's header, then decodes every file with the
 decoder training uses (``check_decodes``), before anything is written: a file broken past its header or
-truncated is named then, not once training has begun. The pixels stay raw uint8 until the model. TensorFlow is imported only inside the functions that build pipelines.
+truncated is named then, not once training has begun. The pixels stay raw uint8 until the model.
+TensorFlow is imported only inside the functions that build pipelines.
 See docs/data.md.
 """
 

@@ -322,17 +322,19 @@ def _finite(x: np.ndarray, pair: _Pair) -> np.ndarray:
     if x.dtype.kind not in "fc":
         return x
     step = max(1, (1 << 24) // max(1, x[:1].size))  # about 16M values at a time
+    first, n = None, 0
     for start in range(0, len(x), step):
-        bad = ~np.isfinite(x[start:start + step].reshape(len(x[start:start + step]), -1)).all(axis=1)
+        chunk = x[start:start + step]
+        bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
         if bad.any():
-            first = start + int(np.argmax(bad))
-            n = sum(int((~np.isfinite(x[i:i + step].reshape(len(x[i:i + step]), -1)).all(axis=1)).sum())
-                    for i in range(start, len(x), step))
-            kind = "NaN" if np.isnan(x[first]).any() else "an infinite value"
-            raise RecipeError.one(pair.x_where, f"Received: {pair.npz.path}, whose array {pair.x_key!r} holds {kind} "
-                                  f"at example {first} ({n} example(s) hold NaN or inf). Expected finite numbers: "
-                                  "dlrecipe fills missing values only in csv files (data.missing). Fix: fill or drop "
-                                  "them before saving, e.g. x = np.nan_to_num(x) or keep np.isfinite(x).all(axis=...).")
+            first = start + int(np.argmax(bad)) if first is None else first
+            n += int(bad.sum())
+    if first is not None:
+        kind = "NaN" if np.isnan(x[first]).any() else "an infinite value"
+        raise RecipeError.one(pair.x_where, f"Received: {pair.npz.path}, whose array {pair.x_key!r} holds {kind} "
+                              f"at example {first} ({n} example(s) hold NaN or inf). Expected finite numbers: "
+                              "dlrecipe fills missing values only in csv files (data.missing). Fix: fill or drop "
+                              "them before saving, e.g. x = np.nan_to_num(x) or keep np.isfinite(x).all(axis=...).")
     return x
 
 
