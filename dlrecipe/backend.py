@@ -53,3 +53,46 @@ def _import_keras() -> None:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+class TracedGraphs:
+    """Frees, between trainings in one process, the traced graphs TensorFlow would keep for ever.
+
+    In graph mode ``tf.custom_gradient`` registers each gradient it makes in TensorFlow's global gradient
+    registry under a fresh name ("CustomGradient-<n>") and never removes it. ``tf.distribute``'s
+    ``ReplicaContext.all_reduce`` is such a custom gradient, and Keras's train and test steps call it, so
+    every ``fit`` leaves two entries whose closures hold the whole traced step (its FuncGraph, its cond
+    branches): about 4.4 MiB per ``fit`` of a tiny model, for ever, whatever ``clear_session`` and
+    ``gc.collect`` do. A gradient entry serves only while its graph is being differentiated, during tracing:
+    ``release()``, called once the previous training is over and before the next one is built, drops the
+    entries registered since this object was made, and the graphs go with them (bench/tune_memory.py:
+    RSS flat over 40 trials). Entries that existed before are left alone. A no-op off TensorFlow, or
+    where TensorFlow's private registry is not where it is today (TF 2.21).
+    """
+
+    PREFIX = "CustomGradient-"
+
+    def __init__(self) -> None:
+        registry = self._registry()
+        self._before = {k for k in registry if k.startswith(self.PREFIX)} if registry is not None else set()
+
+    @staticmethod
+    def _registry() -> dict | None:
+        if "tensorflow" not in sys.modules:  # another backend, or TensorFlow not imported yet: nothing traced
+            return None
+        try:
+            from tensorflow.python.framework import ops
+            registry = ops._gradient_registry._registry  # noqa: SLF001 - see the class docstring
+        except (ImportError, AttributeError):
+            return None
+        return registry if isinstance(registry, dict) else None
+
+    def release(self) -> int:
+        """Drop the custom-gradient entries registered since this object was made; returns how many."""
+        registry = self._registry()
+        if registry is None:
+            return 0
+        stale = [k for k in list(registry) if k.startswith(self.PREFIX) and k not in self._before]
+        for key in stale:
+            registry.pop(key, None)
+        return len(stale)

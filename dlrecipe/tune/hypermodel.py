@@ -17,6 +17,7 @@ from typing import Any, Callable
 import keras
 import keras_tuner as kt
 
+from dlrecipe.backend import TracedGraphs
 from dlrecipe.build import scaling
 from dlrecipe.build.checks import build_all
 from dlrecipe.build.compile import finalize
@@ -41,6 +42,7 @@ class RecipeHyperModel(kt.HyperModel):
         self.stopper = _RaiseOnSigint()  # flagged by Ctrl-C while ``search`` runs (see ``search``)
         self.tracking = None  # train.tracking.TrialRuns under tune --mlflow: a nested MLflow run per trial
         self._data: dict[str, tuple] = {}
+        self._graphs = TracedGraphs()  # the graphs earlier trials traced, freed before each build
 
     def trial_recipe(self, hp: kt.HyperParameters) -> LoadedRecipe:
         """The recipe with the trial's value in each search space (declaring the spaces to ``hp``)."""
@@ -80,6 +82,7 @@ class RecipeHyperModel(kt.HyperModel):
         # uninterrupted one (docs/tuning.md).
         if not _in_strategy_scope():  # inside a tf.distribute scope, clearing the session would pop it
             keras.backend.clear_session()
+        self._graphs.release()  # else each trial's traced steps stay in memory for ever (TracedGraphs)
         seed_everything(recipe.seed, recipe.runtime.deterministic)
         replicas = 1
         if self.runtime is not None:  # the session was cleared: the dtype policy and distribution again
